@@ -1,0 +1,165 @@
+#pragma once
+/**
+ * @file
+ * Byte storage for the engine: a growable buffer that does not zero what it adds, a
+ * per-thread pool so idle connections hold no buffers, and the output queue in which
+ * control frames overtake data at frame boundaries.
+ */
+
+#include "tongdao/protocol/types.hpp"
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <utility>
+#include <vector>
+
+namespace tongdao::protocol {
+
+/** A contiguous byte buffer; `extend` adds uninitialised room (no memset before a memcpy). */
+class ByteBuffer {
+public:
+    ByteBuffer() noexcept = default;
+    ByteBuffer(ByteBuffer&& o) noexcept
+        : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), cap_(std::exchange(o.cap_, 0)) {}
+    ByteBuffer& operator=(ByteBuffer&& o) noexcept {
+        if (this != &o) {
+            std::free(data_);
+            data_ = std::exchange(o.data_, nullptr);
+            size_ = std::exchange(o.size_, 0);
+            cap_ = std::exchange(o.cap_, 0);
+        }
+        return *this;
+    }
+    ~ByteBuffer() { std::free(data_); }
+
+    /** Grows by `n` bytes and returns where they start; their content is unspecified. */
+    std::byte* extend(std::size_t n) {
+        if (cap_ - size_ < n) grow(size_ + n);
+        std::byte* p = data_ + size_;
+        size_ += n;
+        return p;
+    }
+    void append(Bytes b) {
+        if (!b.empty()) std::memcpy(extend(b.size()), b.data(), b.size());
+    }
+    void resize(std::size_t n) {
+        if (n > cap_) grow(n);
+        size_ = n;
+    }
+    void clear() noexcept { size_ = 0; }
+    /** Frees the storage. */
+    void release() noexcept {
+        std::free(std::exchange(data_, nullptr));
+        size_ = cap_ = 0;
+    }
+
+    std::byte* data() noexcept { return data_; }
+    const std::byte* data() const noexcept { return data_; }
+    std::size_t size() const noexcept { return size_; }
+    std::size_t capacity() const noexcept { return cap_; }
+    bool empty() const noexcept { return size_ == 0; }
+    Bytes view() const noexcept { return {data_, size_}; }
+
+private:
+    void grow(std::size_t need) {
+        std::size_t cap = cap_ < 64 ? 64 : cap_;
+        while (cap < need) cap = cap + cap / 2 + 64;
+        auto* p = static_cast<std::byte*>(std::realloc(data_, cap));
+        if (!p) throw std::bad_alloc();
+        data_ = p;
+        cap_ = cap;
+    }
+
+    std::byte* data_ = nullptr;
+    std::size_t size_ = 0;
+    std::size_t cap_ = 0;
+};
+
+/**
+ * Spare buffers for one thread's connections. A connection takes one when it has
+ * something to queue and gives it back once written, so idle connections hold none
+ * and a busy thread allocates nothing in steady state.
+ */
+class BufferPool {
+public:
+    explicit BufferPool(std::size_t maxBuffers = 256, std::size_t maxKeptCapacity = 256 * 1024)
+        : maxBuffers_(maxBuffers), maxKept_(maxKeptCapacity) {}
+
+    ByteBuffer acquire() {
+        if (free_.empty()) return {};
+        ByteBuffer b = std::move(free_.back());
+        free_.pop_back();
+        return b;
+    }
+    /** Takes a buffer back; one too large, or beyond the pool's count, is freed. */
+    void release(ByteBuffer&& b) {
+        if (b.capacity() == 0) return;
+        if (b.capacity() > maxKept_ || free_.size() >= maxBuffers_) {
+            b.release();
+            return;
+        }
+        b.clear();
+        free_.push_back(std::move(b));
+    }
+    std::size_t size() const noexcept { return free_.size(); }
+
+private:
+    std::vector<ByteBuffer> free_;
+    std::size_t maxBuffers_;
+    std::size_t maxKept_;
+};
+
+/** Up to three runs of bytes to write, in order (a gather list for `writev`). */
+struct OutputView {
+    std::array<Bytes, 3> parts{};
+    std::size_t count = 0;
+
+    std::size_t size() const noexcept {
+        std::size_t n = 0;
+        for (std::size_t i = 0; i < count; ++i) n += parts[i].size();
+        return n;
+    }
+    bool empty() const noexcept { return count == 0; }
+    auto begin() const noexcept { return parts.begin(); }
+    auto end() const noexcept { return parts.begin() + static_cast<std::ptrdiff_t>(count); }
+};
+
+/**
+ * Frames waiting to be written: a data queue and a control queue. Control frames are
+ * written ahead of queued data, but only at a frame boundary (RFC 6455 §5.4: control
+ * frames may be injected between fragments, never inside a frame). Whole frames are
+ * appended; the boundaries in the data queue are found again from the frame headers.
+ */
+class OutputQueue {
+public:
+    explicit OutputQueue(BufferPool* pool) noexcept : pool_(pool) {}
+    ~OutputQueue();
+    OutputQueue(const OutputQueue&) = delete;
+    OutputQueue& operator=(const OutputQueue&) = delete;
+
+    /** Room for one whole data frame of `n` bytes, to be filled by the caller. */
+    std::byte* appendData(std::size_t n);
+    /** Room for one whole control frame of `n` bytes; it overtakes queued data. */
+    std::byte* appendControl(std::size_t n);
+
+    OutputView pending() const noexcept;
+    void consume(std::size_t n) noexcept;
+
+    std::size_t size() const noexcept { return (data_.size() - dataSent_) + (ctrl_.size() - ctrlSent_); }
+    bool empty() const noexcept { return size() == 0; }
+
+private:
+    void recycle(ByteBuffer& b) noexcept;
+    std::size_t frameEndAfter(std::size_t offset) const noexcept;
+
+    BufferPool* pool_;
+    ByteBuffer data_;
+    ByteBuffer ctrl_;
+    std::size_t dataSent_ = 0;
+    std::size_t ctrlSent_ = 0;
+    mutable std::size_t dataBoundary_ = 0; ///< a frame boundary at or before dataSent_ (a cache)
+};
+
+} // namespace tongdao::protocol

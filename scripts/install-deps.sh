@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what tongdao needs to build, test and run, and only what is missing.
+# Idempotent: a second run installs nothing and takes about a second.
+#   scripts/install-deps.sh            everything (build, tests, interop peers, benches)
+#   scripts/install-deps.sh build      only what a Release build needs
+set -euo pipefail
+
+build_pkgs=(
+  build-essential cmake ninja-build pkg-config
+  libssl-dev zlib1g-dev libasio-dev libsqlite3-dev libhiredis-dev ca-certificates openssl
+)
+test_pkgs=(
+  clang libclang-rt-14-dev libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-websockets redis-server chromium nodejs
+  libboost1.81-dev libwebsocketpp-dev
+)
+
+want=("${build_pkgs[@]}")
+[ "${1:-all}" = build ] || want+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq || true
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# npm is shipped inside the nodesource nodejs package; Debian's own nodejs needs the npm package.
+if [ "${1:-all}" != build ] && ! command -v npm >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get install -y -qq --no-install-recommends npm
+fi
+
+# Test peers and web tooling from the npm registry, pinned by package-lock.json.
+if [ "${1:-all}" != build ] && [ -f package-lock.json ]; then
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    echo "install-deps: npm ci"
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+fi

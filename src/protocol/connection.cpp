@@ -1,0 +1,356 @@
+#include "tongdao/protocol/connection.hpp"
+
+#include "crypto.hpp"
+#include "mask.hpp"
+
+#include <algorithm>
+
+namespace tongdao::protocol {
+
+// --- mask keys ----------------------------------------------------------------------
+
+namespace {
+
+// RFC 6455 §10.3: masks must not be predictable. One RAND_bytes call fills a block of
+// keys for this thread, so a key costs a load rather than a trip into libcrypto.
+class SecureMaskSource final : public MaskSource {
+public:
+    std::uint32_t nextMask() noexcept override {
+        if (next_ == keys_.size()) {
+            detail::randomBytes({reinterpret_cast<unsigned char*>(keys_.data()), sizeof keys_});
+            next_ = 0;
+        }
+        return keys_[next_++];
+    }
+
+private:
+    std::array<std::uint32_t, 256> keys_{};
+    std::size_t next_ = keys_.size();
+};
+
+constexpr std::size_t keptMessageWithoutPool = 64 * 1024;
+
+} // namespace
+
+MaskSource& secureMaskSource() noexcept {
+    thread_local SecureMaskSource source;
+    return source;
+}
+
+// --- construction and state ---------------------------------------------------------
+
+Connection::Connection(const ConnectionOptions& options, std::unique_ptr<Extension> extension)
+    : opts_(&options), ext_(std::move(extension)), out_(options.pool) {}
+
+bool Connection::closeExpected() const noexcept {
+    if (closeState_ == CloseState::closingLocal) return true; // waiting for the peer's close frame
+    // RFC 6455 §7.1.1: the server closes TCP first, so a client that has completed the
+    // closing handshake waits for it.
+    return opts_->role == Role::client && closeState_ == CloseState::closed && !eof_ && !failed();
+}
+
+bool Connection::transportDone() const noexcept {
+    if (eof_) return true;
+    if (!out_.empty()) return false;
+    return failed() || (closeState_ == CloseState::closed && opts_->role == Role::server);
+}
+
+void Connection::receiveEof() noexcept {
+    eof_ = true;
+    rdDiscard_ = true;
+    if (closeState_ != CloseState::closed) {
+        // RFC 6455 §7.1.5: closed without a close frame is 1006.
+        status_.code = CloseCode::abnormal;
+        status_.reason.clear();
+        status_.remote = false;
+        closeState_ = CloseState::closed;
+    }
+}
+
+// --- input --------------------------------------------------------------------------
+
+void Connection::begin(MutableBytes data) noexcept { rdIn_ = data; }
+
+void Connection::releaseMessage() noexcept {
+    rdReleaseMessage_ = false;
+    if (opts_->pool) opts_->pool->release(std::move(rdMessage_));
+    else if (rdMessage_.capacity() > keptMessageWithoutPool) rdMessage_.release();
+    else rdMessage_.clear();
+}
+
+bool Connection::next(Event& ev) {
+    if (rdReleaseMessage_) releaseMessage();
+    for (;;) {
+        if (rdDiscard_) {
+            // RFC 6455 §7.1.7 (after failing) and §5.5.1 (after the peer's close): ignore the rest.
+            rdIn_ = {};
+            return false;
+        }
+        Step s = rdInPayload_ ? payload(ev) : header(ev);
+        if (s == Step::more) return false;
+        if (s == Step::event) return true;
+    }
+}
+
+Connection::Step Connection::fail(std::error_code ec, Event& ev) {
+    // RFC 6455 §7.1.7: Fail the WebSocket Connection: send a close frame with the
+    // matching code if we have not sent one, then discard everything that follows.
+    const bool ours = ec.category() == errorCategory();
+    const auto e = static_cast<error>(ec.value());
+    status_.error = ec;
+    status_.code = ours && closeCodeFor(e) ? closeCodeFor(e) : CloseCode::protocolError;
+    status_.reason = ours ? std::string(describe(e)) : ec.message().substr(0, maxCloseReason);
+    status_.remote = false;
+    if (!wrCloseSent_) queueClose(status_.code, status_.reason);
+    rdDiscard_ = true;
+    rdIn_ = {};
+    closeState_ = CloseState::closed;
+    ev.type = Event::Type::error;
+    ev.ec = ec;
+    return Step::event;
+}
+
+Connection::Step Connection::header(Event& ev) {
+    FrameHeader h;
+    std::error_code ec;
+    if (rdSpillSize_ == 0) {
+        const std::size_t used = parseFrameHeader(rdIn_.data(), rdIn_.size(), h, ec);
+        if (used == 0) {
+            // A header split across reads: keep its start (at most 13 bytes).
+            std::memcpy(rdSpill_.data(), rdIn_.data(), rdIn_.size());
+            rdSpillSize_ = static_cast<std::uint8_t>(rdIn_.size());
+            rdIn_ = {};
+            return Step::more;
+        }
+        rdIn_ = rdIn_.subspan(used);
+    } else {
+        const std::size_t take = std::min(rdIn_.size(), maxFrameHeaderSize - rdSpillSize_);
+        std::memcpy(rdSpill_.data() + rdSpillSize_, rdIn_.data(), take);
+        const std::size_t used = parseFrameHeader(rdSpill_.data(), rdSpillSize_ + take, h, ec);
+        if (used == 0) {
+            rdSpillSize_ = static_cast<std::uint8_t>(rdSpillSize_ + take);
+            rdIn_ = {};
+            return Step::more;
+        }
+        rdIn_ = rdIn_.subspan(used - rdSpillSize_);
+        rdSpillSize_ = 0;
+    }
+    if (ec) return fail(ec, ev);
+    return checkHeader(h, ev);
+}
+
+Connection::Step Connection::checkHeader(const FrameHeader& h, Event& ev) {
+    const bool control = (h.opcode & 0x8) != 0;
+    // RFC 6455 §5.2: opcodes 0x3-0x7 and 0xB-0xF are reserved.
+    if (!isKnownOpcode(h.opcode)) return fail(error::reservedOpcode, ev);
+    // RFC 6455 §5.2: RSV bits must be 0 unless an extension defines them; RFC 7692 §6:
+    // permessage-deflate's RSV1 only on the first frame of a data message.
+    if (h.rsv != 0) {
+        const bool firstDataFrame = !control && h.opcode != 0;
+        if (h.rsv != Rsv::rsv1 || !ext_ || !firstDataFrame) return fail(error::reservedBits, ev);
+    }
+    // RFC 6455 §5.1: a server must fail on an unmasked frame, a client on a masked one.
+    if (opts_->role == Role::server && !h.masked) return fail(error::unmaskedFrame, ev);
+    if (opts_->role == Role::client && h.masked) return fail(error::maskedFrame, ev);
+    if (control) {
+        // RFC 6455 §5.5: control frames carry at most 125 bytes and are never fragmented.
+        if (h.payloadLength > maxControlPayload) return fail(error::controlTooLong, ev);
+        if (!h.fin) return fail(error::fragmentedControl, ev);
+        rdControl_.clear();
+    } else {
+        // RFC 6455 §5.4: continuation only inside a message, a new message only outside one.
+        if (h.opcode == 0 && rdMessageOpcode_ == 0) return fail(error::unexpectedContinuation, ev);
+        if (h.opcode != 0 && rdMessageOpcode_ != 0) return fail(error::expectedContinuation, ev);
+        if (h.payloadLength > opts_->maxFrameSize) return fail(error::frameTooBig, ev);
+        if (h.opcode != 0) {
+            rdMessageOpcode_ = h.opcode;
+            rdCompressed_ = h.rsv != 0;
+            rdMessageSize_ = 0;
+            rdUtf8_.reset();
+        }
+        // The inflated size of a compressed message is checked as it inflates.
+        if (!rdCompressed_ && h.payloadLength > opts_->maxMessageSize - rdMessageSize_)
+            return fail(error::messageTooBig, ev);
+    }
+    rdOpcode_ = h.opcode;
+    rdFin_ = h.fin;
+    rdMasked_ = h.masked;
+    rdMaskKey_ = h.maskKey;
+    rdRemaining_ = h.payloadLength;
+    rdInPayload_ = true;
+    return Step::next;
+}
+
+Connection::Step Connection::payload(Event& ev) {
+    const std::size_t avail = static_cast<std::size_t>(std::min<std::uint64_t>(rdRemaining_, rdIn_.size()));
+    if (avail == 0 && rdRemaining_ != 0) return Step::more;
+    const MutableBytes chunk = rdIn_.first(avail);
+    rdIn_ = rdIn_.subspan(avail);
+    // RFC 6455 §5.3: unmask in place; the key rotates if the frame continues in a later read.
+    if (rdMasked_ && avail != 0) rdMaskKey_ = detail::mask(chunk.data(), chunk.data(), avail, rdMaskKey_);
+    rdRemaining_ -= avail;
+    const bool done = rdRemaining_ == 0;
+    if (done) rdInPayload_ = false;
+
+    if ((rdOpcode_ & 0x8) == 0) return dataChunk(chunk, done, ev);
+    if (done && rdControl_.empty()) return controlDone(chunk, ev); // whole in this read: no copy
+    rdControl_.append(chunk);
+    return done ? controlDone(rdControl_.view(), ev) : Step::more;
+}
+
+Connection::Step Connection::dataChunk(Bytes chunk, bool frameDone, Event& ev) {
+    const bool last = frameDone && rdFin_;
+    const bool text = rdMessageOpcode_ == static_cast<std::uint8_t>(Opcode::text);
+    Bytes whole = chunk;
+    if (rdCompressed_) {
+        if (rdMessage_.capacity() == 0 && opts_->pool) rdMessage_ = opts_->pool->acquire();
+        const std::size_t before = rdMessage_.size();
+        if (auto ec = ext_->decode(chunk, last, rdMessage_, opts_->maxMessageSize)) return fail(ec, ev);
+        // RFC 6455 §8.1 applies to the inflated text, validated as it inflates.
+        if (text && !rdUtf8_.feed(rdMessage_.data() + before, rdMessage_.size() - before))
+            return fail(error::invalidUtf8, ev);
+        whole = rdMessage_.view();
+    } else {
+        rdMessageSize_ += chunk.size();
+        // RFC 6455 §8.1: fail as soon as the text cannot become valid UTF-8.
+        if (text && !rdUtf8_.feed(chunk)) return fail(error::invalidUtf8, ev);
+        if (!last || !rdMessage_.empty()) {
+            // Split across reads or fragmented: assemble (bounded by maxMessageSize above).
+            if (rdMessage_.capacity() == 0 && opts_->pool) rdMessage_ = opts_->pool->acquire();
+            rdMessage_.append(chunk);
+            whole = rdMessage_.view();
+        }
+    }
+    if (!last) return frameDone ? Step::next : Step::more;
+    if (text && !rdUtf8_.complete()) return fail(error::invalidUtf8, ev);
+    rdReleaseMessage_ = !rdMessage_.empty();
+    ev.type = Event::Type::message;
+    ev.kind = static_cast<MessageKind>(rdMessageOpcode_);
+    ev.payload = whole;
+    rdMessageOpcode_ = 0;
+    return Step::event;
+}
+
+Connection::Step Connection::controlDone(Bytes data, Event& ev) {
+    ev.payload = data;
+    switch (static_cast<Opcode>(rdOpcode_)) {
+    case Opcode::ping:
+        // RFC 6455 §5.5.2: answer with a pong carrying the same payload, unless we closed.
+        if (opts_->autoPong && !wrCloseSent_) queueFrame(Opcode::pong, true, 0, data, true);
+        ev.type = Event::Type::ping;
+        return Step::event;
+    case Opcode::pong:
+        // RFC 6455 §5.5.3: an unsolicited pong is allowed and needs no answer.
+        ev.type = Event::Type::pong;
+        return Step::event;
+    default: break;
+    }
+    // RFC 6455 §5.5.1: a close payload is empty, or a two-byte code and a UTF-8 reason.
+    std::uint16_t code = CloseCode::noStatus;
+    Bytes reason;
+    if (data.size() == 1) return fail(error::badClosePayload, ev);
+    if (data.size() >= 2) {
+        code = static_cast<std::uint16_t>((static_cast<unsigned>(data[0]) << 8) | static_cast<unsigned>(data[1]));
+        if (!isValidWireCloseCode(code)) return fail(error::badCloseCode, ev);
+        reason = data.subspan(2);
+        if (!isValidUtf8(reason)) return fail(error::invalidCloseReason, ev);
+    }
+    rdCloseReceived_ = true;
+    rdDiscard_ = true; // RFC 6455 §5.5.1: nothing follows a close frame
+    status_.code = code;
+    status_.reason = std::string(asString(reason));
+    status_.remote = true;
+    // RFC 6455 §5.5.1: echo the close (its code and reason) unless we already sent ours.
+    if (!wrCloseSent_) queueClose(code == CloseCode::noStatus ? 0 : code, asString(reason));
+    closeState_ = CloseState::closed;
+    ev.type = Event::Type::close;
+    ev.code = code;
+    ev.payload = reason;
+    return Step::event;
+}
+
+// --- output -------------------------------------------------------------------------
+
+void Connection::queueFrame(Opcode op, bool fin, std::uint8_t rsv, Bytes payload, bool priority) {
+    // RFC 6455 §5.3: a client masks every frame with a fresh key; a server never masks.
+    const bool masked = opts_->role == Role::client;
+    const std::uint32_t key = masked ? (opts_->maskSource ? *opts_->maskSource : secureMaskSource()).nextMask() : 0;
+    const std::size_t hs = frameHeaderSize(payload.size(), masked);
+    std::byte* p = priority ? out_.appendControl(hs + payload.size()) : out_.appendData(hs + payload.size());
+    writeFrameHeader(p, fin, rsv, op, payload.size(), masked, key);
+    if (payload.empty()) return;
+    if (masked) detail::mask(p + hs, payload.data(), payload.size(), key);
+    else std::memcpy(p + hs, payload.data(), payload.size());
+}
+
+void Connection::queueClose(std::uint16_t code, std::string_view reason) {
+    std::array<std::byte, maxControlPayload> body;
+    std::size_t n = 0;
+    if (code != 0) {
+        body[0] = static_cast<std::byte>(code >> 8);
+        body[1] = static_cast<std::byte>(code);
+        n = std::min(reason.size(), maxCloseReason);
+        std::memcpy(body.data() + 2, reason.data(), n);
+        n += 2;
+    }
+    // In the data queue, behind data already queued: nothing we queued is dropped, and
+    // nothing is queued after it.
+    queueFrame(Opcode::close, true, 0, {body.data(), n}, false);
+    wrCloseSent_ = true;
+}
+
+std::error_code Connection::send(MessageKind kind, Bytes payload) {
+    if (wrCloseSent_) return error::notOpen;
+    if (wrFragmenting_) return error::messageInProgress;
+    if (kind == MessageKind::text && opts_->validateOutgoingText && !isValidUtf8(payload))
+        return error::invalidUtf8ToSend;
+    if (ext_) {
+        if (auto encoded = ext_->encode(payload, kind)) {
+            queueFrame(toOpcode(kind), true, Rsv::rsv1, *encoded, false);
+            return {};
+        }
+    }
+    queueFrame(toOpcode(kind), true, 0, payload, false);
+    return {};
+}
+
+std::error_code Connection::sendFragment(MessageKind kind, Bytes payload, bool fin) {
+    if (wrCloseSent_) return error::notOpen;
+    const bool first = !wrFragmenting_;
+    if (first) {
+        wrUtf8_.reset();
+        wrFragmentText_ = kind == MessageKind::text;
+    }
+    if (opts_->validateOutgoingText && wrFragmentText_) {
+        // Checked whole across fragments: a character may span two of them.
+        Utf8Validator v = wrUtf8_;
+        if (!v.feed(payload) || (fin && !v.complete())) return error::invalidUtf8ToSend;
+        wrUtf8_ = v;
+    }
+    queueFrame(first ? toOpcode(kind) : Opcode::continuation, fin, 0, payload, false);
+    wrFragmenting_ = !fin;
+    return {};
+}
+
+std::error_code Connection::sendControl(Opcode op, Bytes payload) {
+    if (wrCloseSent_) return error::notOpen;
+    if (payload.size() > maxControlPayload) return error::controlPayloadTooLong;
+    queueFrame(op, true, 0, payload, true);
+    return {};
+}
+
+std::error_code Connection::ping(Bytes payload) { return sendControl(Opcode::ping, payload); }
+std::error_code Connection::pong(Bytes payload) { return sendControl(Opcode::pong, payload); }
+
+std::error_code Connection::close(std::uint16_t code, std::string_view reason) {
+    if (wrCloseSent_) return error::notOpen;
+    if (code == 0 ? !reason.empty() : !isValidWireCloseCode(code)) return error::closeCodeNotSendable;
+    if (reason.size() > maxCloseReason) return error::closeReasonTooLong;
+    if (!isValidUtf8(reason)) return error::invalidUtf8ToSend;
+    queueClose(code, reason);
+    // RFC 6455 §7.1.2: after our close frame, wait for the peer's.
+    if (closeState_ == CloseState::open) closeState_ = CloseState::closingLocal;
+    return {};
+}
+
+} // namespace tongdao::protocol

@@ -1,0 +1,292 @@
+#include "tongdao/protocol/http.hpp"
+
+#include <charconv>
+#include <cstring>
+
+namespace tongdao::protocol::http {
+namespace {
+
+constexpr bool isTchar(unsigned char c) noexcept {
+    // RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+    //                          "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+    switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+    case '-': case '.': case '^': case '_': case '`': case '|': case '~': return true;
+    default: return false;
+    }
+}
+
+constexpr unsigned char lower(unsigned char c) noexcept {
+    return (c >= 'A' && c <= 'Z') ? static_cast<unsigned char>(c | 0x20) : c;
+}
+
+std::string_view trimOws(std::string_view s) noexcept {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+// RFC 9110 §5.5: field-value = *field-content; VCHAR, obs-text, SP and HTAB only.
+bool isFieldValue(std::string_view v) noexcept {
+    for (char ch : v) {
+        const auto c = static_cast<unsigned char>(ch);
+        if ((c < 0x20 && c != '\t') || c == 0x7F) return false;
+    }
+    return true;
+}
+
+// "HTTP/" DIGIT "." DIGIT (RFC 9112 §2.3)
+bool parseVersion(std::string_view s, int& major, int& minor) noexcept {
+    if (s.size() != 8 || s.substr(0, 5) != "HTTP/" || s[6] != '.') return false;
+    if (s[5] < '0' || s[5] > '9' || s[7] < '0' || s[7] > '9') return false;
+    major = s[5] - '0';
+    minor = s[7] - '0';
+    return true;
+}
+
+// Calls f(element) for each trimmed, non-empty element of a comma-separated list.
+template <class F>
+void forEachElement(std::string_view list, F&& f) {
+    while (!list.empty()) {
+        const auto comma = list.find(',');
+        const auto element = trimOws(list.substr(0, comma));
+        if (!element.empty()) f(element);
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
+    }
+}
+
+} // namespace
+
+bool isToken(std::string_view s) noexcept {
+    if (s.empty()) return false;
+    for (char c : s)
+        if (!isTchar(static_cast<unsigned char>(c))) return false;
+    return true;
+}
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (lower(static_cast<unsigned char>(a[i])) != lower(static_cast<unsigned char>(b[i]))) return false;
+    return true;
+}
+
+bool isSafeFieldValue(std::string_view v) noexcept { return isFieldValue(v); }
+
+// --- HeaderList ---------------------------------------------------------------------
+
+std::optional<std::string_view> HeaderList::find(std::string_view name) const noexcept {
+    for (const auto& f : fields_)
+        if (iequals(f.name, name)) return f.value;
+    return std::nullopt;
+}
+
+std::size_t HeaderList::count(std::string_view name) const noexcept {
+    std::size_t n = 0;
+    for (const auto& f : fields_)
+        if (iequals(f.name, name)) ++n;
+    return n;
+}
+
+bool HeaderList::hasToken(std::string_view name, std::string_view token) const noexcept {
+    bool found = false;
+    for (const auto& f : fields_)
+        if (!found && iequals(f.name, name))
+            forEachElement(f.value, [&](std::string_view e) { found = found || iequals(e, token); });
+    return found;
+}
+
+std::vector<std::string_view> HeaderList::list(std::string_view name) const {
+    std::vector<std::string_view> out;
+    for (const auto& f : fields_)
+        if (iequals(f.name, name)) forEachElement(f.value, [&](std::string_view e) { out.push_back(e); });
+    return out;
+}
+
+// --- Request ------------------------------------------------------------------------
+
+std::string_view Request::path() const noexcept { return target.substr(0, target.find('?')); }
+
+std::string_view Request::query() const noexcept {
+    const auto q = target.find('?');
+    return q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+}
+
+// --- HeadParser ---------------------------------------------------------------------
+
+ParseStatus HeadParser::fail(tongdao::error e) {
+    error_ = e;
+    status_ = ParseStatus::failed;
+    return status_;
+}
+
+// Appends bytes up to and including the empty line that ends the head. Lines end in
+// LF, optionally preceded by CR (RFC 9112 §2.2 lets a recipient accept a bare LF).
+ParseStatus HeadParser::collect(Bytes in, std::size_t& consumed) {
+    consumed = 0;
+    if (status_ != ParseStatus::needMore) return status_;
+    const char* p = reinterpret_cast<const char*>(in.data());
+    const std::size_t n = in.size();
+    std::size_t i = 0;
+    while (i < n) {
+        const void* nl = std::memchr(p + i, '\n', n - i);
+        const std::size_t end = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - p) + 1 : n;
+        if (head_.size() + (end - i) > limits_.maxHeadBytes) {
+            consumed = end;
+            return fail(tongdao::error::headersTooLarge);
+        }
+        head_.append(p + i, end - i);
+        i = end;
+        if (!nl) break;
+        const std::size_t len = head_.size();
+        // RFC 9112 §2.2: a server SHOULD ignore empty lines before the request line.
+        if (len == 1 || (len == 2 && head_[0] == '\r')) {
+            head_.clear();
+            continue;
+        }
+        if (head_[len - 2] == '\n' || (len >= 3 && head_[len - 2] == '\r' && head_[len - 3] == '\n')) {
+            consumed = i;
+            return ParseStatus::done;
+        }
+    }
+    consumed = n;
+    return ParseStatus::needMore;
+}
+
+bool HeadParser::parseRequestLine(std::string_view line) {
+    // request-line = method SP request-target SP HTTP-version (RFC 9112 §3)
+    const auto sp1 = line.find(' ');
+    if (sp1 == std::string_view::npos) return false;
+    const auto sp2 = line.find(' ', sp1 + 1);
+    if (sp2 == std::string_view::npos) return false;
+    request_.method = line.substr(0, sp1);
+    request_.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    if (!isToken(request_.method) || request_.target.empty()) return false;
+    for (char c : request_.target)
+        if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7F) return false;
+    return parseVersion(line.substr(sp2 + 1), request_.versionMajor, request_.versionMinor);
+}
+
+bool HeadParser::parseStatusLine(std::string_view line) {
+    // status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 §4);
+    // a missing final SP is tolerated, as browsers do.
+    if (line.size() < 12 || line[8] != ' ') return false;
+    if (!parseVersion(line.substr(0, 8), response_.versionMajor, response_.versionMinor)) return false;
+    const auto code = line.substr(9, 3);
+    for (char c : code)
+        if (c < '0' || c > '9') return false;
+    response_.status = (code[0] - '0') * 100 + (code[1] - '0') * 10 + (code[2] - '0');
+    if (line.size() > 12) {
+        if (line[12] != ' ') return false;
+        response_.reason = line.substr(13);
+        if (!isFieldValue(response_.reason)) return false;
+    }
+    return true;
+}
+
+bool HeadParser::parseFields(std::string_view fields, HeaderList& out) {
+    while (!fields.empty()) {
+        auto eol = fields.find('\n');
+        auto line = fields.substr(0, eol);
+        fields.remove_prefix(eol + 1);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (line.empty()) break; // the empty line that ends the head
+        // RFC 9112 §5.2: obs-fold is rejected; §5.1: no whitespace before the colon.
+        if (line.front() == ' ' || line.front() == '\t') return false;
+        const auto colon = line.find(':');
+        if (colon == std::string_view::npos) return false;
+        const auto name = line.substr(0, colon);
+        const auto value = trimOws(line.substr(colon + 1));
+        if (!isToken(name) || !isFieldValue(value)) return false;
+        if (out.size() == limits_.maxHeaders) {
+            error_ = tongdao::error::tooManyHeaders;
+            return false;
+        }
+        out.add(name, value);
+    }
+    return true;
+}
+
+namespace {
+// Splits off the start line; a CR anywhere but before LF is a bare CR (RFC 9112 §2.2).
+bool splitStartLine(std::string_view head, std::string_view& line, std::string_view& rest) {
+    const auto eol = head.find('\n');
+    line = head.substr(0, eol);
+    rest = head.substr(eol + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    for (std::size_t i = 0; i + 1 < head.size(); ++i)
+        if (head[i] == '\r' && head[i + 1] != '\n') return false;
+    return true;
+}
+} // namespace
+
+ParseStatus HeadParser::feedRequest(Bytes in, std::size_t& consumed) {
+    if (collect(in, consumed) != ParseStatus::done || status_ != ParseStatus::needMore) return status_;
+    std::string_view line, rest;
+    if (!splitStartLine(head_, line, rest) || !parseRequestLine(line) ||
+        !parseFields(rest, request_.headers))
+        return fail(error_ ? static_cast<tongdao::error>(error_.value()) : tongdao::error::httpMalformed);
+    return status_ = ParseStatus::done;
+}
+
+ParseStatus HeadParser::feedResponse(Bytes in, std::size_t& consumed) {
+    if (collect(in, consumed) != ParseStatus::done || status_ != ParseStatus::needMore) return status_;
+    std::string_view line, rest;
+    if (!splitStartLine(head_, line, rest) || !parseStatusLine(line) ||
+        !parseFields(rest, response_.headers))
+        return fail(error_ ? static_cast<tongdao::error>(error_.value()) : tongdao::error::httpMalformed);
+    return status_ = ParseStatus::done;
+}
+
+// --- formatting ---------------------------------------------------------------------
+
+std::string_view reasonPhrase(int status) noexcept {
+    switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+std::string formatResponse(int status, const HeaderFields& fields, std::string_view body) {
+    std::string out;
+    out.reserve(128 + body.size());
+    char num[16];
+    out += "HTTP/1.1 ";
+    out.append(num, std::to_chars(num, num + sizeof num, status).ptr);
+    out += ' ';
+    out += reasonPhrase(status);
+    out += "\r\n";
+    for (const auto& [name, value] : fields) {
+        out += name;
+        out += ": ";
+        out += value;
+        out += "\r\n";
+    }
+    out += "Content-Length: ";
+    out.append(num, std::to_chars(num, num + sizeof num, body.size()).ptr);
+    out += "\r\n\r\n";
+    out += body;
+    return out;
+}
+
+} // namespace tongdao::protocol::http
