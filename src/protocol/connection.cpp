@@ -40,19 +40,19 @@ MaskSource& secureMaskSource() noexcept {
 // --- construction and state ---------------------------------------------------------
 
 Connection::Connection(const ConnectionOptions& options, std::unique_ptr<Extension> extension)
-    : opts_(&options), ext_(std::move(extension)), out_(options.pool) {}
+    : opts_(options), ext_(std::move(extension)), out_(options.pool) {}
 
 bool Connection::closeExpected() const noexcept {
     if (closeState_ == CloseState::closingLocal) return true; // waiting for the peer's close frame
     // RFC 6455 §7.1.1: the server closes TCP first, so a client that has completed the
     // closing handshake waits for it.
-    return opts_->role == Role::client && closeState_ == CloseState::closed && !eof_ && !failed();
+    return opts_.role == Role::client && closeState_ == CloseState::closed && !eof_ && !failed();
 }
 
 bool Connection::transportDone() const noexcept {
     if (eof_) return true;
     if (!out_.empty()) return false;
-    return failed() || (closeState_ == CloseState::closed && opts_->role == Role::server);
+    return failed() || (closeState_ == CloseState::closed && opts_.role == Role::server);
 }
 
 void Connection::receiveEof() noexcept {
@@ -73,7 +73,7 @@ void Connection::begin(MutableBytes data) noexcept { rdIn_ = data; }
 
 void Connection::releaseMessage() noexcept {
     rdReleaseMessage_ = false;
-    if (opts_->pool) opts_->pool->release(std::move(rdMessage_));
+    if (opts_.pool) opts_.pool->release(std::move(rdMessage_));
     else if (rdMessage_.capacity() > keptMessageWithoutPool) rdMessage_.release();
     else rdMessage_.clear();
 }
@@ -117,7 +117,7 @@ Connection::Step Connection::header(Event& ev) {
         const std::size_t used = parseFrameHeader(rdIn_.data(), rdIn_.size(), h, ec);
         if (used == 0) {
             // A header split across reads: keep its start (at most 13 bytes).
-            std::memcpy(rdSpill_.data(), rdIn_.data(), rdIn_.size());
+            if (!rdIn_.empty()) std::memcpy(rdSpill_.data(), rdIn_.data(), rdIn_.size());
             rdSpillSize_ = static_cast<std::uint8_t>(rdIn_.size());
             rdIn_ = {};
             return Step::more;
@@ -125,7 +125,7 @@ Connection::Step Connection::header(Event& ev) {
         rdIn_ = rdIn_.subspan(used);
     } else {
         const std::size_t take = std::min(rdIn_.size(), maxFrameHeaderSize - rdSpillSize_);
-        std::memcpy(rdSpill_.data() + rdSpillSize_, rdIn_.data(), take);
+        if (take != 0) std::memcpy(rdSpill_.data() + rdSpillSize_, rdIn_.data(), take);
         const std::size_t used = parseFrameHeader(rdSpill_.data(), rdSpillSize_ + take, h, ec);
         if (used == 0) {
             rdSpillSize_ = static_cast<std::uint8_t>(rdSpillSize_ + take);
@@ -150,8 +150,8 @@ Connection::Step Connection::checkHeader(const FrameHeader& h, Event& ev) {
         if (h.rsv != Rsv::rsv1 || !ext_ || !firstDataFrame) return fail(error::reservedBits, ev);
     }
     // RFC 6455 §5.1: a server must fail on an unmasked frame, a client on a masked one.
-    if (opts_->role == Role::server && !h.masked) return fail(error::unmaskedFrame, ev);
-    if (opts_->role == Role::client && h.masked) return fail(error::maskedFrame, ev);
+    if (opts_.role == Role::server && !h.masked) return fail(error::unmaskedFrame, ev);
+    if (opts_.role == Role::client && h.masked) return fail(error::maskedFrame, ev);
     if (control) {
         // RFC 6455 §5.5: control frames carry at most 125 bytes and are never fragmented.
         if (h.payloadLength > maxControlPayload) return fail(error::controlTooLong, ev);
@@ -161,7 +161,7 @@ Connection::Step Connection::checkHeader(const FrameHeader& h, Event& ev) {
         // RFC 6455 §5.4: continuation only inside a message, a new message only outside one.
         if (h.opcode == 0 && rdMessageOpcode_ == 0) return fail(error::unexpectedContinuation, ev);
         if (h.opcode != 0 && rdMessageOpcode_ != 0) return fail(error::expectedContinuation, ev);
-        if (h.payloadLength > opts_->maxFrameSize) return fail(error::frameTooBig, ev);
+        if (h.payloadLength > opts_.maxFrameSize) return fail(error::frameTooBig, ev);
         if (h.opcode != 0) {
             rdMessageOpcode_ = h.opcode;
             rdCompressed_ = h.rsv != 0;
@@ -169,7 +169,7 @@ Connection::Step Connection::checkHeader(const FrameHeader& h, Event& ev) {
             rdUtf8_.reset();
         }
         // The inflated size of a compressed message is checked as it inflates.
-        if (!rdCompressed_ && h.payloadLength > opts_->maxMessageSize - rdMessageSize_)
+        if (!rdCompressed_ && h.payloadLength > opts_.maxMessageSize - rdMessageSize_)
             return fail(error::messageTooBig, ev);
     }
     rdOpcode_ = h.opcode;
@@ -203,9 +203,9 @@ Connection::Step Connection::dataChunk(Bytes chunk, bool frameDone, Event& ev) {
     const bool text = rdMessageOpcode_ == static_cast<std::uint8_t>(Opcode::text);
     Bytes whole = chunk;
     if (rdCompressed_) {
-        if (rdMessage_.capacity() == 0 && opts_->pool) rdMessage_ = opts_->pool->acquire();
+        if (rdMessage_.capacity() == 0 && opts_.pool) rdMessage_ = opts_.pool->acquire();
         const std::size_t before = rdMessage_.size();
-        if (auto ec = ext_->decode(chunk, last, rdMessage_, opts_->maxMessageSize)) return fail(ec, ev);
+        if (auto ec = ext_->decode(chunk, last, rdMessage_, opts_.maxMessageSize)) return fail(ec, ev);
         // RFC 6455 §8.1 applies to the inflated text, validated as it inflates.
         if (text && !rdUtf8_.feed(rdMessage_.data() + before, rdMessage_.size() - before))
             return fail(error::invalidUtf8, ev);
@@ -216,7 +216,7 @@ Connection::Step Connection::dataChunk(Bytes chunk, bool frameDone, Event& ev) {
         if (text && !rdUtf8_.feed(chunk)) return fail(error::invalidUtf8, ev);
         if (!last || !rdMessage_.empty()) {
             // Split across reads or fragmented: assemble (bounded by maxMessageSize above).
-            if (rdMessage_.capacity() == 0 && opts_->pool) rdMessage_ = opts_->pool->acquire();
+            if (rdMessage_.capacity() == 0 && opts_.pool) rdMessage_ = opts_.pool->acquire();
             rdMessage_.append(chunk);
             whole = rdMessage_.view();
         }
@@ -236,7 +236,7 @@ Connection::Step Connection::controlDone(Bytes data, Event& ev) {
     switch (static_cast<Opcode>(rdOpcode_)) {
     case Opcode::ping:
         // RFC 6455 §5.5.2: answer with a pong carrying the same payload, unless we closed.
-        if (opts_->autoPong && !wrCloseSent_) queueFrame(Opcode::pong, true, 0, data, true);
+        if (opts_.autoPong && !wrCloseSent_) queueFrame(Opcode::pong, true, 0, data, true);
         ev.type = Event::Type::ping;
         return Step::event;
     case Opcode::pong:
@@ -273,8 +273,8 @@ Connection::Step Connection::controlDone(Bytes data, Event& ev) {
 
 void Connection::queueFrame(Opcode op, bool fin, std::uint8_t rsv, Bytes payload, bool priority) {
     // RFC 6455 §5.3: a client masks every frame with a fresh key; a server never masks.
-    const bool masked = opts_->role == Role::client;
-    const std::uint32_t key = masked ? (opts_->maskSource ? *opts_->maskSource : secureMaskSource()).nextMask() : 0;
+    const bool masked = opts_.role == Role::client;
+    const std::uint32_t key = masked ? (opts_.maskSource ? *opts_.maskSource : secureMaskSource()).nextMask() : 0;
     const std::size_t hs = frameHeaderSize(payload.size(), masked);
     std::byte* p = priority ? out_.appendControl(hs + payload.size()) : out_.appendData(hs + payload.size());
     writeFrameHeader(p, fin, rsv, op, payload.size(), masked, key);
@@ -290,7 +290,7 @@ void Connection::queueClose(std::uint16_t code, std::string_view reason) {
         body[0] = static_cast<std::byte>(code >> 8);
         body[1] = static_cast<std::byte>(code);
         n = std::min(reason.size(), maxCloseReason);
-        std::memcpy(body.data() + 2, reason.data(), n);
+        if (n != 0) std::memcpy(body.data() + 2, reason.data(), n);
         n += 2;
     }
     // In the data queue, behind data already queued: nothing we queued is dropped, and
@@ -302,7 +302,7 @@ void Connection::queueClose(std::uint16_t code, std::string_view reason) {
 std::error_code Connection::send(MessageKind kind, Bytes payload) {
     if (wrCloseSent_) return error::notOpen;
     if (wrFragmenting_) return error::messageInProgress;
-    if (kind == MessageKind::text && opts_->validateOutgoingText && !isValidUtf8(payload))
+    if (kind == MessageKind::text && opts_.validateOutgoingText && !isValidUtf8(payload))
         return error::invalidUtf8ToSend;
     if (ext_) {
         if (auto encoded = ext_->encode(payload, kind)) {
@@ -321,7 +321,7 @@ std::error_code Connection::sendFragment(MessageKind kind, Bytes payload, bool f
         wrUtf8_.reset();
         wrFragmentText_ = kind == MessageKind::text;
     }
-    if (opts_->validateOutgoingText && wrFragmentText_) {
+    if (opts_.validateOutgoingText && wrFragmentText_) {
         // Checked whole across fragments: a character may span two of them.
         Utf8Validator v = wrUtf8_;
         if (!v.feed(payload) || (fin && !v.complete())) return error::invalidUtf8ToSend;

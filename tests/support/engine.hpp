@@ -108,7 +108,11 @@ struct Run {
 /** Feeds `input` in pieces of the given sizes (the rest in one piece). Each piece is a fresh copy. */
 inline Run feedPieces(const ConnectionOptions& opts, const ByteVec& input, const std::vector<std::size_t>& sizes,
                       std::function<std::unique_ptr<Extension>()> ext = nullptr) {
-    Connection c(opts, ext ? ext() : nullptr);
+    // Outputs are compared between runs, so client masks come from a fixed key.
+    FixedMask mask;
+    ConnectionOptions o = opts;
+    if (!o.maskSource) o.maskSource = &mask;
+    Connection c(o, ext ? ext() : nullptr);
     Recorder r;
     std::size_t pos = 0;
     auto feed = [&](std::size_t n) {
@@ -144,6 +148,17 @@ inline Run feedAllWays(const ConnectionOptions& opts, const ByteVec& input,
     return whole;
 }
 
+/** Options for a role, with the defaults otherwise. */
+inline ConnectionOptions roleOpts(Role r) {
+    ConnectionOptions o;
+    o.role = r;
+    return o;
+}
+/** A name for parameterised tests over the two roles. */
+inline std::string roleName(const ::testing::TestParamInfo<Role>& info) {
+    return info.param == Role::client ? "client" : "server";
+}
+
 /** Builds a frame by hand, for inputs the engine itself would never produce. */
 inline ByteVec frame(int opcode, std::string_view payload, bool fin = true, bool masked = false,
                      std::uint32_t key = rfcKey, int rsv = 0) {
@@ -161,6 +176,30 @@ inline ByteVec cframe(int opcode, std::string_view payload, bool fin = true, int
     return frame(opcode, payload, fin, true, rfcKey, rsv);
 }
 /** A close payload: a big-endian code and a reason. */
+/** A frame as the peer of `role` sends it: masked towards a server, plain towards a client. */
+inline ByteVec peerFrame(Role role, int opcode, std::string_view payload, bool fin = true, int rsv = 0) {
+    return frame(opcode, payload, fin, role == Role::server, rfcKey, rsv);
+}
+
+/** Tests run in both roles, with frames as the peer would send them. */
+class BothRoles : public ::testing::TestWithParam<Role> {
+protected:
+    /** The role's options; a client masks with the RFC's key, as `f()` does for the peer. */
+    ConnectionOptions opts() const {
+        auto o = roleOpts(GetParam());
+        o.maskSource = &mask_;
+        return o;
+    }
+    /** A frame as this engine sends it (the mirror of `f()`). */
+    ByteVec own(int opcode, std::string_view payload, bool fin = true) const {
+        return peerFrame(GetParam() == Role::client ? Role::server : Role::client, opcode, payload, fin);
+    }
+    mutable FixedMask mask_;
+    ByteVec f(int opcode, std::string_view payload, bool fin = true, int rsv = 0) const {
+        return peerFrame(GetParam(), opcode, payload, fin, rsv);
+    }
+};
+
 inline std::string closePayload(int code, std::string_view reason = {}) {
     std::string s;
     s += static_cast<char>(code >> 8);

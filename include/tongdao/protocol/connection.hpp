@@ -45,7 +45,7 @@ public:
 /** libcrypto's CSPRNG, drawn in blocks per thread so a key costs a few nanoseconds. */
 MaskSource& secureMaskSource() noexcept;
 
-/** Limits and behaviour; shared by many connections, so keep it alive while they are. */
+/** Limits and behaviour; each connection keeps a copy. */
 struct ConnectionOptions {
     Role role = Role::server;
     std::size_t maxFrameSize = 16 * 1024 * 1024;   ///< larger frames fail with 1009
@@ -171,7 +171,7 @@ public:
     /** The close code and reason to report; final once `closeState()` is `closed`. */
     const CloseStatus& closeStatus() const noexcept { return status_; }
 
-    Role role() const noexcept { return opts_->role; }
+    Role role() const noexcept { return opts_.role; }
     const Extension* extension() const noexcept { return ext_.get(); }
 
 private:
@@ -188,7 +188,7 @@ private:
     void queueClose(std::uint16_t code, std::string_view reason);
     std::error_code sendControl(Opcode op, Bytes payload);
 
-    const ConnectionOptions* opts_;
+    ConnectionOptions opts_;
     std::unique_ptr<Extension> ext_;
     OutputQueue out_;
     CloseStatus status_;
