@@ -332,6 +332,14 @@ std::error_code Connection::sendFragment(MessageKind kind, Bytes payload, bool f
     return {};
 }
 
+std::error_code Connection::sendFramed(Bytes frame) {
+    if (opts_.role != Role::server) return error::wrongRole; // a client masks each frame afresh
+    if (wrCloseSent_) return error::notOpen;
+    if (wrFragmenting_) return error::messageInProgress;
+    if (!frame.empty()) std::memcpy(out_.appendData(frame.size()), frame.data(), frame.size());
+    return {};
+}
+
 std::error_code Connection::sendControl(Opcode op, Bytes payload) {
     if (wrCloseSent_) return error::notOpen;
     if (payload.size() > maxControlPayload) return error::controlPayloadTooLong;

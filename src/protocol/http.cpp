@@ -267,7 +267,7 @@ std::string_view reasonPhrase(int status) noexcept {
     }
 }
 
-std::string formatResponse(int status, const HeaderFields& fields, std::string_view body) {
+std::string formatResponse(int status, const HeaderFields& fields, std::string_view body, bool headOnly) {
     std::string out;
     out.reserve(128 + body.size());
     char num[16];
@@ -285,7 +285,7 @@ std::string formatResponse(int status, const HeaderFields& fields, std::string_v
     out += "Content-Length: ";
     out.append(num, std::to_chars(num, num + sizeof num, body.size()).ptr);
     out += "\r\n\r\n";
-    out += body;
+    if (!headOnly) out += body;
     return out;
 }
 

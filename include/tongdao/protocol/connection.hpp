@@ -142,6 +142,12 @@ public:
      */
     std::error_code sendFragment(MessageKind kind, Bytes payload, bool fin);
 
+    /**
+     * Queues one whole frame made elsewhere, unmasked (server role only): how a message
+     * published to many connections is framed once and queued for each.
+     */
+    std::error_code sendFramed(Bytes frame);
+
     std::error_code ping(Bytes payload = {});
     std::error_code pong(Bytes payload = {});
 

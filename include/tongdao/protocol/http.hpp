@@ -131,10 +131,11 @@ std::string_view reasonPhrase(int status) noexcept;
 using HeaderFields = std::vector<std::pair<std::string, std::string>>;
 
 /**
- * Formats a complete response with a body: status line, `Content-Length`, the given
- * fields (which should include `Content-Type` when there is a body), an empty line, body.
+ * Formats a complete response with a body: status line, the given fields (which should
+ * include `Content-Type` when there is a body), `Content-Length`, an empty line, the body.
+ * With `headOnly` (an answer to HEAD), the body is counted in Content-Length but left out.
  */
-std::string formatResponse(int status, const HeaderFields& fields, std::string_view body);
+std::string formatResponse(int status, const HeaderFields& fields, std::string_view body, bool headOnly = false);
 
 /** True if a header value is safe to emit: no CR, LF or NUL (no header injection). */
 bool isSafeFieldValue(std::string_view v) noexcept;

@@ -1,0 +1,162 @@
+#pragma once
+/**
+ * @file
+ * The server: loops on N threads, one listening socket each on the same port, WebSocket
+ * endpoints and plain HTTP GET routes, pub/sub across loops, graceful shutdown.
+ *
+ * @code
+ *   tongdao::Server server({.port = 9001});
+ *   server.ws("/echo", {
+ *       .message = [](tongdao::WebSocket& ws, std::string_view msg, tongdao::MessageKind kind) {
+ *           ws.send(msg, kind);
+ *       },
+ *   });
+ *   server.listen();
+ *   server.run();   // until SIGINT/SIGTERM (see handleSignals) or shutdown()
+ * @endcode
+ */
+
+#include "tongdao/server/behavior.hpp"
+#include "tongdao/server/websocket.hpp"
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <typeinfo>
+
+namespace tongdao {
+
+/** Server-wide settings, with their defaults. */
+struct ServerOptions {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 8080;           ///< 0 picks a free port; see `Server::port()`
+    unsigned threads = 0;                ///< event loops; 0 = one per core
+    std::uint32_t handshakeTimeout = 10; ///< seconds from accept to a complete request, and between keep-alive requests
+    std::uint32_t closeTimeout = 5;      ///< seconds to wait for the peer's close frame, or its TCP close
+    std::uint32_t shutdownTimeout = 10;  ///< seconds `shutdown()` waits for closing handshakes
+    std::size_t maxHeaderBytes = 8 * 1024;
+    std::size_t maxHeaders = 64;
+};
+
+/** A plain HTTP GET (or HEAD) request. Views valid during the handler. */
+class HttpRequest {
+public:
+    HttpRequest(const protocol::http::Request& r, std::string remote) : request_(r), remote_(std::move(remote)) {}
+    std::string_view method() const noexcept { return request_.method; }
+    std::string_view target() const noexcept { return request_.target; }
+    std::string_view path() const noexcept { return request_.path(); }
+    std::string_view query() const noexcept { return request_.query(); }
+    std::string_view header(std::string_view name) const noexcept {
+        return request_.headers.find(name).value_or(std::string_view{});
+    }
+    const protocol::http::HeaderList& headers() const noexcept { return request_.headers; }
+    const std::string& remoteAddress() const noexcept { return remote_; }
+
+private:
+    const protocol::http::Request& request_;
+    std::string remote_;
+};
+
+/** The response an HTTP handler fills in. */
+struct HttpResponse {
+    int status = 200;
+    protocol::http::HeaderFields headers; ///< Content-Length is added; add Content-Type
+    std::string body;
+
+    HttpResponse& setHeader(std::string name, std::string value) {
+        headers.emplace_back(std::move(name), std::move(value));
+        return *this;
+    }
+    /** Sets a plain-text body. */
+    HttpResponse& text(std::string b, int code = 200) {
+        status = code;
+        body = std::move(b);
+        return setHeader("Content-Type", "text/plain; charset=utf-8");
+    }
+};
+
+using HttpHandler = std::function<void(const HttpRequest&, HttpResponse&)>;
+
+/** Counters summed over all loops at the time of the call. */
+struct ServerStats {
+    std::uint64_t connectionsOpen = 0;  ///< WebSocket connections open now
+    std::uint64_t connectionsTotal = 0; ///< WebSocket connections opened since start
+    std::uint64_t messagesIn = 0;
+    std::uint64_t messagesOut = 0;
+    std::uint64_t bytesIn = 0;          ///< message payload bytes
+    std::uint64_t bytesOut = 0;
+    std::uint64_t backpressureDrops = 0;
+    std::uint64_t httpRequests = 0;
+    std::map<std::string, std::uint64_t> handshakeFailures; ///< by reason
+};
+
+class Server {
+public:
+    explicit Server(ServerOptions options = {});
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    /**
+     * Adds a WebSocket endpoint. `pattern` is an exact path ("/chat"), or a prefix: a path
+     * ending in a slash and a star, which matches everything under it; exact paths win, then
+     * the longest prefix. Each accepted connection gets a default-constructed `UserData`
+     * unless the upgrade handler supplies one.
+     */
+    template <class UserData = void>
+    Server& ws(std::string pattern, WebSocketBehavior behavior) {
+        if constexpr (std::is_void_v<UserData>) {
+            return addWs(std::move(pattern), std::move(behavior), nullptr, nullptr, nullptr);
+        } else {
+            return addWs(
+                std::move(pattern), std::move(behavior), []() -> void* { return new UserData(); },
+                [](void* p) { delete static_cast<UserData*>(p); }, &typeid(UserData));
+        }
+    }
+
+    /** Adds a handler for GET and HEAD of an exact path. */
+    Server& get(std::string path, HttpHandler handler);
+    /** Serves files under `root` for paths under `urlPrefix` ("/" for all); no path escapes `root`. */
+    Server& serveStatic(std::string urlPrefix, std::filesystem::path root);
+
+    /** Binds the listening sockets (one per loop). Throws std::system_error on failure. */
+    void listen();
+    /** The bound port, after `listen()`. */
+    std::uint16_t port() const noexcept;
+    unsigned threads() const noexcept;
+
+    /** Runs the loops, the calling thread being loop 0, until shutdown completes. */
+    void run();
+    /** Runs the loops on background threads and returns. */
+    void start();
+    /** Waits for the loops started by `start()` to finish. */
+    void join();
+    /**
+     * Stops accepting, sends 1001 "going away" to every WebSocket, waits for the closing
+     * handshakes up to `shutdownTimeout`, closes what is left, then the loops return.
+     * Thread-safe; idempotent.
+     */
+    void shutdown();
+    /** Calls `shutdown()` on SIGINT and SIGTERM. Call before `run()`. */
+    void handleSignals();
+
+    /**
+     * Sends `message` to every subscriber of `topic`, on every loop. Thread-safe; messages
+     * published from one thread arrive in the order published.
+     */
+    void publish(std::string_view topic, std::string_view message, MessageKind kind = MessageKind::text);
+
+    ServerStats stats() const;
+    /** The counters in Prometheus text exposition format. */
+    std::string prometheusMetrics() const;
+
+    struct Impl;
+
+private:
+    Server& addWs(std::string pattern, WebSocketBehavior behavior, void* (*make)(), void (*destroy)(void*),
+                  const std::type_info* type);
+    std::unique_ptr<Impl> impl_;
+};
+
+} // namespace tongdao

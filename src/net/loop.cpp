@@ -1,0 +1,179 @@
+#include "tongdao/net/loop.hpp"
+#include "tongdao/net/socket.hpp"
+
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <system_error>
+
+namespace tongdao::net {
+namespace {
+
+thread_local Loop* currentLoop = nullptr;
+
+// Rounds of polling the epoll set per wake-up before giving Asio its turn (timers,
+// posted work): enough to stay in the cheap path under load, few enough that timers
+// are never late by more than a few rounds.
+constexpr int maxRoundsPerWake = 16;
+constexpr int maxEventsPerRound = 1024;
+
+} // namespace
+
+struct Loop::Impl {
+    explicit Impl(asio::io_context& io) : watcher(io), timer(io) {}
+    int epfd = -1;
+    asio::posix::stream_descriptor watcher; // Asio waits on the epoll set's descriptor
+    asio::steady_timer timer;               // the one-second tick
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    std::array<epoll_event, maxEventsPerRound> events{};
+};
+
+Loop::Loop(std::size_t index)
+    // Scheduler locking stays on (post() comes from other threads); reactor I/O locking
+    // is off: only this loop's thread touches its descriptors.
+    : io_(ASIO_CONCURRENCY_HINT_UNSAFE_IO), impl_(std::make_unique<Impl>(io_)), index_(index),
+      recv_(new std::byte[receiveBufferSize]) {
+    impl_->epfd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (impl_->epfd < 0) throw std::system_error(errno, std::system_category(), "epoll_create1");
+    impl_->watcher.assign(impl_->epfd);
+}
+
+Loop::~Loop() {
+    // Sockets still open belong to the loop: close and delete them.
+    const auto open = sockets_;
+    for (Socket* s : open) delete s;
+    doomed_.clear();
+    asio::error_code ignored;
+    impl_->timer.cancel();
+    impl_->watcher.close(ignored); // closes the epoll descriptor
+}
+
+Loop* Loop::current() noexcept { return currentLoop; }
+
+void Loop::run() {
+    Loop* outer = currentLoop;
+    currentLoop = this;
+    stopped_ = false;
+    waitForEvents();
+    tick();
+    for (;;) {
+        try {
+            io_.run();
+            break;
+        } catch (const std::exception& e) {
+            // A posted function threw: report it and keep the loop alive.
+            std::fprintf(stderr, "tongdao: loop %zu: unhandled exception: %s\n", index_, e.what());
+            if (stopped_) break;
+        }
+    }
+    currentLoop = outer;
+}
+
+void Loop::stop() {
+    stopped_ = true;
+    io_.stop();
+}
+
+void Loop::waitForEvents() {
+    impl_->watcher.async_wait(asio::posix::stream_descriptor::wait_read, [this](const asio::error_code& ec) {
+        if (!ec) onReady();
+    });
+}
+
+void Loop::onReady() {
+    {
+        Turn turn(*this);
+        for (int round = 0; round < maxRoundsPerWake; ++round) {
+            const int n = ::epoll_wait(impl_->epfd, impl_->events.data(), maxEventsPerRound, 0);
+            if (n <= 0) break;
+            for (int i = 0; i < n; ++i)
+                static_cast<Pollable*>(impl_->events[static_cast<std::size_t>(i)].data.ptr)
+                    ->onEvents(impl_->events[static_cast<std::size_t>(i)].events);
+            // Sockets closed in this round left the epoll set, so no later round names them.
+            endTurn();
+        }
+    }
+    waitForEvents();
+}
+
+void Loop::tick() {
+    using namespace std::chrono;
+    now_ = static_cast<std::uint32_t>(duration_cast<seconds>(steady_clock::now() - impl_->start).count());
+    {
+        Turn turn(*this);
+        // A socket may close, or others open, during onTimeout: walk by index.
+        for (std::size_t i = 0; i < sockets_.size(); ++i) {
+            Socket* s = sockets_[i];
+            if (s->deadline_ != 0 && s->deadline_ <= now_) {
+                s->deadline_ = 0;
+                s->onTimeout();
+                if (i < sockets_.size() && sockets_[i] != s) --i; // s was removed: revisit slot i
+            }
+        }
+        for (auto& hook : tickHooks_) hook();
+    }
+    impl_->timer.expires_at(impl_->start + seconds(now_ + 1));
+    impl_->timer.async_wait([this](const asio::error_code& ec) {
+        if (!ec) tick();
+    });
+}
+
+void Loop::markDirty(Socket& s) {
+    if (s.dirty_) return;
+    s.dirty_ = true;
+    dirty_.push_back(&s);
+    // Outside a turn (called from a foreign handler) nothing would flush it: do it now.
+    if (!inTurn()) endTurn();
+}
+
+void Loop::endTurn() noexcept {
+    // A flush may mark more sockets dirty; walk by index.
+    for (std::size_t i = 0; i < dirty_.size(); ++i) {
+        Socket* s = dirty_[i];
+        s->dirty_ = false;
+        if (s->isOpen()) s->onFlush();
+    }
+    dirty_.clear();
+    doomed_.clear();
+}
+
+void Loop::add(Pollable& p, int fd, std::uint32_t events) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.ptr = &p;
+    if (::epoll_ctl(impl_->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        throw std::system_error(errno, std::system_category(), "epoll_ctl add");
+}
+
+void Loop::modify(Pollable& p, int fd, std::uint32_t events) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.ptr = &p;
+    ::epoll_ctl(impl_->epfd, EPOLL_CTL_MOD, fd, &ev);
+}
+
+void Loop::remove(int fd) noexcept { ::epoll_ctl(impl_->epfd, EPOLL_CTL_DEL, fd, nullptr); }
+
+void Loop::track(Socket& s) {
+    s.trackIndex_ = static_cast<std::uint32_t>(sockets_.size());
+    sockets_.push_back(&s);
+}
+
+void Loop::untrack(Socket& s) noexcept {
+    const std::uint32_t i = s.trackIndex_;
+    if (i >= sockets_.size() || sockets_[i] != &s) return;
+    sockets_[i] = sockets_.back();
+    sockets_[i]->trackIndex_ = i;
+    sockets_.pop_back();
+}
+
+void Loop::destroyLater(std::unique_ptr<Pollable> p) { doomed_.push_back(std::move(p)); }
+
+} // namespace tongdao::net

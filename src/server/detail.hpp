@@ -1,0 +1,136 @@
+#pragma once
+// The server's private state: endpoints, per-loop context (topics, handles, counters).
+
+#include "tongdao/net/loop.hpp"
+#include "tongdao/net/socket.hpp"
+#include "tongdao/server/server.hpp"
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace tongdao::detail {
+
+/** A counter written by one loop thread and read by any: plain adds, relaxed atomics. */
+class Counter {
+public:
+    void add(std::uint64_t n = 1) noexcept { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+    void sub(std::uint64_t n = 1) noexcept { v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+    std::uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+private:
+    std::atomic<std::uint64_t> v_{0};
+};
+
+/** One loop's counters. */
+struct LoopStats {
+    Counter connectionsOpen, connectionsTotal, messagesIn, messagesOut, bytesIn, bytesOut, backpressureDrops,
+        httpRequests;
+    /** Handshake failures by reason: indexed by tongdao::error, plus the extra reasons below. */
+    static constexpr int notFound = 0;      // no route
+    static constexpr int tooMany = 1;       // maxConnections
+    static constexpr int rejected = 2;      // refused by the upgrade handler
+    static constexpr int timeout = 3;       // handshakeTimeout
+    static constexpr int firstError = 8;    // tongdao::error values start here
+    static constexpr int slots = 80;
+    Counter handshakeFailures[slots];
+
+    static const char* failureName(int slot) noexcept;
+};
+
+/** A WebSocket endpoint. */
+struct Route {
+    std::string pattern;  ///< "/chat", or "/rooms/" for a "/rooms/*" prefix
+    bool prefix = false;
+    WebSocketBehavior behavior;
+    void* (*makeUserData)() = nullptr;
+    void (*destroyUserData)(void*) = nullptr;
+    const std::type_info* userType = nullptr;
+    protocol::ConnectionOptions engine; ///< limits for the engine; the pool is set per loop
+    std::atomic<std::size_t> connections{0};
+};
+
+/** Subscribers of one topic on one loop. */
+struct Topic {
+    std::string name;
+    std::vector<std::pair<WebSocket*, std::uint32_t>> subscribers; ///< and the topic's index in the socket's list
+};
+
+class HttpSession;
+
+/** Lets string-keyed maps be searched with a string_view, without a copy. */
+struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+/** Everything one loop owns. Touched only on that loop's thread, but for the counters. */
+struct LoopContext {
+    explicit LoopContext(Server::Impl& s, std::size_t index) : loop(index), server(s) {}
+
+    net::Loop loop;
+    Server::Impl& server;
+    std::unique_ptr<net::Listener> listener;
+    LoopStats stats;
+
+    std::unordered_map<std::string, std::unique_ptr<Topic>, StringHash, std::equal_to<>> topics;
+    protocol::ByteBuffer publishFrame; ///< a published message, framed once for the whole loop
+
+    /** Handles: slot -> socket and generation; a freed slot bumps its generation. */
+    std::vector<std::pair<WebSocket*, std::uint32_t>> slots;
+    std::vector<std::uint32_t> freeSlots;
+    std::size_t openWebSockets = 0;
+
+    std::vector<HttpSession*> sessions; ///< connections still speaking HTTP
+    bool shuttingDown = false;
+    std::uint32_t shutdownDeadline = 0;
+
+    std::uint32_t addSlot(WebSocket* ws, std::uint32_t& generation);
+    void freeSlot(std::uint32_t slot) noexcept;
+    WebSocket* find(std::uint32_t slot, std::uint32_t generation) const noexcept;
+
+    Topic* topic(std::string_view name, bool create);
+    void dropTopicIfEmpty(Topic* t);
+    /** Frames `message` once and queues it for every subscriber but `except`. */
+    void publishLocal(std::string_view topic, std::string_view message, MessageKind kind, WebSocket* except);
+};
+
+/** Where an upgrade waits for its answer; shared by the session and the response object. */
+struct PendingUpgrade {
+    HttpSession* session = nullptr; ///< null once the client left or the answer was given
+    net::Loop* loop = nullptr;
+    protocol::http::HeaderFields headers;
+    void* userData = nullptr;
+    void (*destroyUserData)(void*) = nullptr;
+    bool answered = false;
+
+    ~PendingUpgrade() {
+        if (userData && destroyUserData) destroyUserData(userData);
+    }
+};
+
+} // namespace tongdao::detail
+
+namespace tongdao {
+
+struct Server::Impl {
+    explicit Impl(ServerOptions o) : options(std::move(o)) {}
+
+    ServerOptions options;
+    std::vector<std::unique_ptr<detail::Route>> routes;
+    std::map<std::string, HttpHandler, std::less<>> httpRoutes;
+    std::vector<std::pair<std::string, std::filesystem::path>> staticDirs;
+    std::vector<std::unique_ptr<detail::LoopContext>> loops;
+    std::vector<std::thread> threads;
+    std::uint16_t port = 0;
+    std::atomic<bool> shuttingDown{false};
+    std::atomic<unsigned> loopsRunning{0};
+
+    detail::Route* findRoute(std::string_view path) const noexcept;
+    bool isWsPath(std::string_view path) const noexcept { return findRoute(path) != nullptr; }
+    void beginShutdown(detail::LoopContext& ctx);
+};
+
+} // namespace tongdao

@@ -1,0 +1,295 @@
+#include "http_session.hpp"
+
+#include "tongdao/log.hpp"
+#include "tongdao/protocol/handshake.hpp"
+
+#include <cstring>
+
+namespace tongdao::detail {
+
+namespace http = protocol::http;
+
+namespace {
+
+bool keepAlive(const http::Request& req) {
+    // RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
+    if (req.headers.hasToken("Connection", "close")) return false;
+    if (req.versionMajor == 1 && req.versionMinor == 0) return req.headers.hasToken("Connection", "keep-alive");
+    return true;
+}
+
+bool hasBody(const http::Request& req) {
+    const auto length = req.headers.find("Content-Length");
+    return req.headers.find("Transfer-Encoding") || (length && *length != "0");
+}
+
+int failureSlot(std::error_code ec) {
+    if (ec.category() != errorCategory()) return LoopStats::rejected;
+    const int slot = LoopStats::firstError + ec.value();
+    return slot < LoopStats::slots ? slot : LoopStats::rejected;
+}
+
+} // namespace
+
+HttpSession::HttpSession(LoopContext& ctx, int fd) : net::Socket(ctx.loop, fd), ctx_(ctx) {
+    index_ = ctx_.sessions.size();
+    ctx_.sessions.push_back(this);
+    parser_.emplace(http::Limits{ctx_.server.options.maxHeaderBytes, ctx_.server.options.maxHeaders});
+    setNoDelay(true); // request-reply traffic: no Nagle delay on small frames
+    setTimeout(ctx_.server.options.handshakeTimeout);
+}
+
+HttpSession::~HttpSession() { leave(); }
+
+void HttpSession::leave() noexcept {
+    if (pending_) {
+        pending_->session = nullptr; // an answer given later does nothing
+        pending_.reset();
+    }
+    if (index_ < ctx_.sessions.size() && ctx_.sessions[index_] == this) {
+        ctx_.sessions[index_] = ctx_.sessions.back();
+        ctx_.sessions[index_]->index_ = index_;
+        ctx_.sessions.pop_back();
+    }
+    index_ = static_cast<std::size_t>(-1);
+}
+
+void HttpSession::abort() noexcept {
+    leave();
+    close();
+}
+
+// --- input ----------------------------------------------------------------------------
+
+void HttpSession::onData(protocol::MutableBytes data) {
+    if (closing_) return; // after our FIN: wait for the peer's, ignore the rest
+    // Bounded: a head is at most maxHeaderBytes, and frames after an upgrade request wait
+    // with reading paused.
+    in_.append(data);
+    process();
+}
+
+void HttpSession::process() {
+    while (!in_.empty() && !closeAfterWrite_ && !route_ && isOpen()) {
+        std::size_t used = 0;
+        const auto st = parser_->feedRequest(in_.view(), used);
+        // Drop what the parser consumed; what follows is the next request or frames.
+        std::memmove(in_.data(), in_.data() + used, in_.size() - used);
+        in_.resize(in_.size() - used);
+        if (st == http::ParseStatus::needMore) return;
+        if (st == http::ParseStatus::failed) {
+            refuse(parser_->error());
+            return;
+        }
+        ctx_.stats.httpRequests.add();
+        handle(parser_->request());
+        if (route_ || closeAfterWrite_) return; // upgrading, or done
+        parser_.emplace(http::Limits{ctx_.server.options.maxHeaderBytes, ctx_.server.options.maxHeaders});
+        setTimeout(ctx_.server.options.handshakeTimeout); // the next request gets its own time
+    }
+}
+
+void HttpSession::handle(const http::Request& req) {
+    auto& server = ctx_.server;
+    if (hasBody(req)) return refuse(400, "request bodies are not accepted", LoopStats::rejected);
+    const auto path = req.path();
+    Route* route = server.findRoute(path);
+    if (protocol::isUpgradeRequest(req)) {
+        if (!route) return refuse(404, "no WebSocket endpoint at this path", LoopStats::notFound);
+        return upgrade(req, *route);
+    }
+    if (route) {
+        // A WebSocket endpoint asked for without an upgrade: 405 for other methods, else 426.
+        return refuse(req.method == "GET" ? error::noUpgrade : error::methodNotGet);
+    }
+    if (req.method != "GET" && req.method != "HEAD") {
+        respond(protocol::rejectResponse(405, "method not allowed", {{"Allow", "GET, HEAD"}}), true);
+        return;
+    }
+    HttpRequest request(req, remoteAddress());
+    HttpResponse res;
+    bool found = false;
+    if (const auto it = server.httpRoutes.find(path); it != server.httpRoutes.end()) {
+        found = true;
+        try {
+            it->second(request, res);
+        } catch (const std::exception& e) {
+            log(LogLevel::error, "http %.*s: handler threw: %s", static_cast<int>(path.size()), path.data(), e.what());
+            res = HttpResponse{};
+            res.text("internal server error\n", 500);
+        }
+    } else {
+        for (const auto& [prefix, root] : server.staticDirs) {
+            if (path.substr(0, prefix.size()) == prefix) {
+                serveFile(prefix, root, request, res);
+                found = true;
+                break;
+            }
+        }
+    }
+    if (!found) res.text("not found\n", 404);
+    const bool persist = keepAlive(req);
+    if (!persist) res.headers.emplace_back("Connection", "close");
+    // HEAD: the Content-Length of the GET, no body (RFC 9110 §9.3.2).
+    std::string bytes = http::formatResponse(res.status, res.headers, res.body, req.method == "HEAD");
+    respond(std::move(bytes), !persist);
+}
+
+// --- the opening handshake ------------------------------------------------------------
+
+void HttpSession::upgrade(const http::Request& req, Route& route) {
+    protocol::UpgradeRequest info;
+    if (const auto ec = protocol::checkUpgradeRequest(req, info)) return refuse(ec);
+    if (ctx_.shuttingDown) return refuse(503, "server shutting down", LoopStats::rejected);
+    const auto max = route.behavior.maxConnections;
+    if (max && route.connections.load(std::memory_order_relaxed) >= max)
+        return refuse(503, "too many connections", LoopStats::tooMany);
+
+    route_ = &route;
+    key_ = std::string(info.key);
+    offered_.assign(info.protocols.begin(), info.protocols.end());
+    pending_ = std::make_shared<PendingUpgrade>();
+    pending_->session = this;
+    pending_->loop = &ctx_.loop;
+    setReading(false); // until answered; a client sends no frames before the 101 anyway
+    if (!route.behavior.upgrade) return acceptUpgrade({});
+
+    auto pending = pending_; // the handler may answer (and end this upgrade) synchronously
+    UpgradeRequest request(req, info.protocols, remoteAddress());
+    try {
+        UpgradeResponse response(pending);
+        route.behavior.upgrade(request, response);
+    } catch (const std::exception& e) {
+        log(LogLevel::error, "upgrade %s: handler threw: %s", route.pattern.c_str(), e.what());
+        if (pending->session) rejectUpgrade(500, "internal error");
+    }
+}
+
+void HttpSession::acceptUpgrade(std::string_view protocol) {
+    if (!route_ || !pending_ || init_) return;
+    if (!protocol.empty() && std::find(offered_.begin(), offered_.end(), protocol) == offered_.end()) {
+        // RFC 6455 §4.2.2: the server may only choose one of the client's offers.
+        log(LogLevel::error, "upgrade %s: sub-protocol '%.*s' was not offered", route_->pattern.c_str(),
+            static_cast<int>(protocol.size()), protocol.data());
+        return rejectUpgrade(500, "server chose a sub-protocol that was not offered");
+    }
+    auto& p = *pending_;
+    WebSocket::Init init{&ctx_, route_, std::string(protocol), remoteAddress(), p.userData, p.destroyUserData,
+                         route_->userType, nullptr};
+    p.userData = nullptr; // now the WebSocket's
+    if (!init.userData && route_->makeUserData) {
+        init.userData = route_->makeUserData();
+        init.destroyUserData = route_->destroyUserData;
+    }
+    init_.emplace(std::move(init));
+    std::string response = protocol::acceptResponse(key_, protocol, {}, p.headers);
+    p.answered = true;
+    p.session = nullptr;
+    pending_.reset();
+    respond(std::move(response), false); // the WebSocket starts once the 101 is written
+}
+
+void HttpSession::rejectUpgrade(int status, std::string_view reason) {
+    if (!pending_) return;
+    auto headers = std::move(pending_->headers);
+    pending_->answered = true;
+    pending_->session = nullptr;
+    pending_.reset();
+    refuse(status, reason, LoopStats::rejected, std::move(headers));
+}
+
+void HttpSession::completeUpgrade() {
+    WebSocket::Init init = std::move(*init_);
+    init_.reset();
+    const int fd = detach(); // this session is deleted after the turn; in_ stays valid till then
+    leave();
+    WebSocket* ws = nullptr;
+    try {
+        ws = new WebSocket(ctx_.loop, fd, std::move(init));
+    } catch (const std::exception& e) {
+        log(LogLevel::error, "upgrade: %s", e.what());
+        ::close(fd);
+        return;
+    }
+    ws->start({in_.data(), in_.size()});
+}
+
+// --- refusals and responses -------------------------------------------------------------
+
+void HttpSession::refuse(std::error_code ec) {
+    ctx_.stats.handshakeFailures[failureSlot(ec)].add();
+    log(LogLevel::debug, "http %s: refused: %s", remoteAddress().c_str(), ec.message().c_str());
+    respond(protocol::rejectResponse(ec), true);
+}
+
+void HttpSession::refuse(int status, std::string_view reason, int slot, http::HeaderFields extra) {
+    ctx_.stats.handshakeFailures[slot].add();
+    log(LogLevel::debug, "http %s: refused %d: %.*s", remoteAddress().c_str(), status, static_cast<int>(reason.size()),
+        reason.data());
+    respond(protocol::rejectResponse(status, reason, extra), true);
+}
+
+void HttpSession::respond(std::string bytes, bool closeAfter) {
+    if (out_.empty()) {
+        out_ = std::move(bytes);
+        outSent_ = 0;
+    } else {
+        out_ += bytes;
+    }
+    closeAfterWrite_ = closeAfterWrite_ || closeAfter;
+    flush();
+}
+
+void HttpSession::flush() {
+    if (!isOpen() || closing_) return;
+    if (outSent_ < out_.size()) {
+        protocol::OutputView v;
+        v.parts[0] = protocol::asBytes(std::string_view(out_).substr(outSent_));
+        v.count = 1;
+        const auto n = write(v);
+        if (n < 0) return abort();
+        outSent_ += static_cast<std::size_t>(n);
+        if (outSent_ < out_.size()) return wantWritable(true);
+        wantWritable(false);
+    }
+    out_.clear();
+    outSent_ = 0;
+    if (init_) return completeUpgrade();
+    if (closeAfterWrite_ && peerDone_) return abort();
+    if (closeAfterWrite_) {
+        // Close after the response: FIN now, then wait (bounded) for the client's FIN, so
+        // the response is not lost to a reset caused by unread input.
+        closing_ = true;
+        shutdownWrite();
+        setReading(true);
+        setTimeout(ctx_.server.options.closeTimeout);
+        return;
+    }
+    if (!in_.empty()) process(); // a pipelined request
+}
+
+void HttpSession::onWritable() { flush(); }
+
+void HttpSession::onEof() {
+    // The client finished sending. A response still being written is finished first
+    // (a request followed by a half-close is legal); otherwise there is nothing to do.
+    peerDone_ = true;
+    if (closing_ || out_.empty()) return abort();
+    closeAfterWrite_ = true;
+}
+
+void HttpSession::onError(std::error_code ec) {
+    log(LogLevel::debug, "http %s: %s", remoteAddress().c_str(), ec.message().c_str());
+    abort();
+}
+
+void HttpSession::onTimeout() {
+    if (closing_ || init_) return abort();
+    if (pending_) {
+        // The upgrade handler never answered: refuse rather than hang.
+        return rejectUpgrade(503, "upgrade not answered in time");
+    }
+    refuse(408, "request not received in time", LoopStats::timeout);
+}
+
+} // namespace tongdao::detail

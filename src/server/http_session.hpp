@@ -1,0 +1,63 @@
+#pragma once
+// A connection while it speaks HTTP: requests for plain GET routes and static files
+// (keep-alive), and the opening handshake, which hands the socket to a WebSocket.
+
+#include "detail.hpp"
+
+#include <optional>
+
+namespace tongdao::detail {
+
+class HttpSession final : public net::Socket {
+public:
+    HttpSession(LoopContext& ctx, int fd);
+    ~HttpSession() override;
+
+    /** The upgrade handler's answer (see UpgradeResponse). */
+    void acceptUpgrade(std::string_view protocol);
+    void rejectUpgrade(int status, std::string_view reason);
+    /** Server shutdown: stop now. */
+    void abort() noexcept;
+
+private:
+    void onData(protocol::MutableBytes data) override;
+    void onEof() override;
+    void onError(std::error_code ec) override;
+    void onWritable() override;
+    void onTimeout() override;
+    void onFlush() override { flush(); }
+
+    void process();
+    void handle(const protocol::http::Request& req);
+    void upgrade(const protocol::http::Request& req, Route& route);
+    void refuse(std::error_code ec);
+    void refuse(int status, std::string_view reason, int failureSlot, protocol::http::HeaderFields extra = {});
+    void respond(std::string bytes, bool closeAfter);
+    void flush();
+    void completeUpgrade();
+    void leave() noexcept;
+
+    LoopContext& ctx_;
+    std::optional<protocol::http::HeadParser> parser_;
+    protocol::ByteBuffer in_;    ///< received, not yet parsed (pipelined requests, or frames after an upgrade)
+    std::string out_;            ///< response bytes not yet written
+    std::size_t outSent_ = 0;
+    std::size_t index_ = 0;      ///< position in ctx_.sessions
+    bool closeAfterWrite_ = false;
+    bool closing_ = false;       ///< FIN sent: discard input until the peer's FIN
+    bool peerDone_ = false;      ///< the peer's FIN arrived
+    // An upgrade in progress.
+    Route* route_ = nullptr;
+    std::shared_ptr<PendingUpgrade> pending_;
+    std::string key_;
+    std::vector<std::string> offered_;
+    std::optional<WebSocket::Init> init_; ///< set once accepted: the WebSocket to make after the 101
+};
+
+/** Fills `res` with the file for `req` under `root`, or a 404/400. */
+void serveFile(std::string_view prefix, const std::filesystem::path& root, const HttpRequest& req, HttpResponse& res);
+
+/** The MIME type for a file name's extension ("application/octet-stream" if unknown). */
+std::string_view contentType(std::string_view fileName) noexcept;
+
+} // namespace tongdao::detail

@@ -1,0 +1,379 @@
+#include "tongdao/server/server.hpp"
+
+#include "detail.hpp"
+#include "http_session.hpp"
+#include "tongdao/log.hpp"
+#include "tongdao/protocol/frame.hpp"
+#include "tongdao/protocol/utf8.hpp"
+
+#include <asio/signal_set.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+namespace tongdao {
+
+using detail::LoopContext;
+using detail::LoopStats;
+
+// --- upgrade responses ------------------------------------------------------------------
+
+UpgradeResponse::~UpgradeResponse() {
+    // Destroyed unanswered (not kept for later): refuse rather than leave the client hanging.
+    if (pending_ && !pending_->answered && pending_->session)
+        pending_->session->rejectUpgrade(503, "upgrade not answered");
+}
+
+void UpgradeResponse::accept(std::string_view protocol) {
+    if (pending_ && pending_->session) pending_->session->acceptUpgrade(protocol);
+}
+
+void UpgradeResponse::reject(int status, std::string_view reason) {
+    if (pending_ && pending_->session) pending_->session->rejectUpgrade(status, reason);
+}
+
+void UpgradeResponse::setHeader(std::string name, std::string value) {
+    if (!pending_) return;
+    if (!protocol::http::isToken(name) || !protocol::http::isSafeFieldValue(value)) {
+        log(LogLevel::error, "upgrade: header '%s' dropped: not a valid field", name.c_str());
+        return;
+    }
+    pending_->headers.emplace_back(std::move(name), std::move(value));
+}
+
+void UpgradeResponse::setUserData(void* data, void (*destroy)(void*)) {
+    if (!pending_ || pending_->answered) {
+        destroy(data);
+        return;
+    }
+    if (pending_->userData && pending_->destroyUserData) pending_->destroyUserData(pending_->userData);
+    pending_->userData = data;
+    pending_->destroyUserData = destroy;
+}
+
+bool UpgradeResponse::answered() const noexcept { return pending_ && pending_->answered; }
+bool UpgradeResponse::aborted() const noexcept { return pending_ && !pending_->answered && !pending_->session; }
+net::Loop* UpgradeResponse::loop() const noexcept { return pending_ ? pending_->loop : nullptr; }
+
+std::string_view UpgradeRequest::queryParam(std::string_view name) const noexcept {
+    auto q = query();
+    while (!q.empty()) {
+        const auto amp = q.find('&');
+        const auto pair = q.substr(0, amp);
+        const auto eq = pair.find('=');
+        if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+        if (amp == std::string_view::npos) break;
+        q.remove_prefix(amp + 1);
+    }
+    return {};
+}
+
+namespace detail {
+
+// --- counters -------------------------------------------------------------------------
+
+const char* LoopStats::failureName(int slot) noexcept {
+    switch (slot) {
+    case notFound: return "no endpoint";
+    case tooMany: return "too many connections";
+    case rejected: return "rejected";
+    case timeout: return "timeout";
+    default: break;
+    }
+    if (slot >= firstError) return describe(static_cast<error>(slot - firstError)).data();
+    return "other";
+}
+
+// --- handles ----------------------------------------------------------------------------
+
+std::uint32_t LoopContext::addSlot(WebSocket* ws, std::uint32_t& generation) {
+    std::uint32_t slot;
+    if (!freeSlots.empty()) {
+        slot = freeSlots.back();
+        freeSlots.pop_back();
+        slots[slot].first = ws;
+    } else {
+        slot = static_cast<std::uint32_t>(slots.size());
+        slots.emplace_back(ws, 0);
+    }
+    generation = slots[slot].second;
+    return slot;
+}
+
+void LoopContext::freeSlot(std::uint32_t slot) noexcept {
+    slots[slot].first = nullptr;
+    ++slots[slot].second; // old handles no longer match
+    freeSlots.push_back(slot);
+}
+
+WebSocket* LoopContext::find(std::uint32_t slot, std::uint32_t generation) const noexcept {
+    if (slot >= slots.size() || slots[slot].second != generation) return nullptr;
+    return slots[slot].first;
+}
+
+// --- topics ---------------------------------------------------------------------------
+
+Topic* LoopContext::topic(std::string_view name, bool create) {
+    if (const auto it = topics.find(name); it != topics.end()) return it->second.get();
+    if (!create) return nullptr;
+    auto t = std::make_unique<Topic>();
+    t->name = std::string(name);
+    Topic* raw = t.get();
+    topics.emplace(raw->name, std::move(t));
+    return raw;
+}
+
+void LoopContext::dropTopicIfEmpty(Topic* t) {
+    if (t->subscribers.empty()) topics.erase(t->name);
+}
+
+void LoopContext::publishLocal(std::string_view name, std::string_view message, MessageKind kind, WebSocket* except) {
+    Topic* t = topic(name, false);
+    if (!t || t->subscribers.empty()) return;
+    // Framed once for the whole loop: a server frame is the same bytes for every peer.
+    publishFrame.clear();
+    std::byte* h = publishFrame.extend(protocol::maxFrameHeaderSize);
+    const std::size_t hs =
+        protocol::writeFrameHeader(h, true, 0, protocol::toOpcode(kind), message.size(), false, 0);
+    publishFrame.resize(hs);
+    publishFrame.append(protocol::asBytes(message));
+    const auto frame = publishFrame.view();
+    // Sending never unsubscribes anyone (a full backlog ends the connection later), so
+    // the list stays as it is while we walk it.
+    for (const auto& [ws, index] : t->subscribers)
+        if (ws != except) ws->sendFramed(frame);
+}
+
+} // namespace detail
+
+// --- Server ---------------------------------------------------------------------------
+
+detail::Route* Server::Impl::findRoute(std::string_view path) const noexcept {
+    detail::Route* best = nullptr;
+    for (const auto& r : routes) {
+        if (!r->prefix) {
+            if (r->pattern == path) return r.get();
+        } else if (path.substr(0, r->pattern.size()) == r->pattern &&
+                   (!best || r->pattern.size() > best->pattern.size())) {
+            best = r.get();
+        }
+    }
+    return best;
+}
+
+Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
+    get("/health", [](const HttpRequest&, HttpResponse& res) { res.text("ok\n"); });
+}
+
+Server::~Server() {
+    if (!impl_->threads.empty()) {
+        shutdown();
+        join();
+    }
+}
+
+Server& Server::addWs(std::string pattern, WebSocketBehavior behavior, void* (*make)(), void (*destroy)(void*),
+                      const std::type_info* type) {
+    auto r = std::make_unique<detail::Route>();
+    if (pattern == "*" || (pattern.size() >= 2 && pattern.ends_with("/*"))) {
+        r->prefix = true;
+        pattern.pop_back();
+    }
+    r->pattern = std::move(pattern);
+    r->engine.role = protocol::Role::server;
+    r->engine.maxFrameSize = behavior.maxPayloadLength;
+    r->engine.maxMessageSize = behavior.maxPayloadLength;
+    r->engine.validateOutgoingText = behavior.validateOutgoingText;
+    r->behavior = std::move(behavior);
+    r->makeUserData = make;
+    r->destroyUserData = destroy;
+    r->userType = type;
+    impl_->routes.push_back(std::move(r));
+    return *this;
+}
+
+Server& Server::get(std::string path, HttpHandler handler) {
+    impl_->httpRoutes[std::move(path)] = std::move(handler);
+    return *this;
+}
+
+Server& Server::serveStatic(std::string urlPrefix, std::filesystem::path root) {
+    if (urlPrefix.empty() || urlPrefix.back() != '/') urlPrefix += '/';
+    impl_->staticDirs.emplace_back(std::move(urlPrefix), std::move(root));
+    return *this;
+}
+
+unsigned Server::threads() const noexcept {
+    const unsigned n = impl_->options.threads ? impl_->options.threads : std::thread::hardware_concurrency();
+    return n ? n : 1;
+}
+
+std::uint16_t Server::port() const noexcept { return impl_->port; }
+
+void Server::listen() {
+    auto& impl = *impl_;
+    if (!impl.loops.empty()) return;
+    const unsigned n = threads();
+    for (unsigned i = 0; i < n; ++i) impl.loops.push_back(std::make_unique<LoopContext>(impl, i));
+    std::uint16_t port = impl.options.port;
+    for (auto& ctx : impl.loops) {
+        LoopContext* c = ctx.get();
+        // One listening socket per loop on the same port; with port 0, the first picks it.
+        c->listener = std::make_unique<net::Listener>(
+            c->loop, net::Endpoint{impl.options.host, port}, true, [c](int fd) {
+                try {
+                    new detail::HttpSession(*c, fd); // owned by the loop from here on
+                } catch (const std::exception& e) {
+                    log(LogLevel::warn, "accept: %s", e.what());
+                    ::close(fd);
+                }
+            });
+        port = c->listener->port();
+        // The shutdown check, once a second.
+        c->loop.onTick([this, c] {
+            if (!c->shuttingDown) return;
+            if (c->openWebSockets != 0 && c->loop.now() < c->shutdownDeadline) return;
+            std::vector<WebSocket*> left;
+            for (auto& [ws, gen] : c->slots)
+                if (ws) left.push_back(ws);
+            for (WebSocket* ws : left) ws->close();
+            c->loop.stop();
+        });
+    }
+    impl.port = port;
+}
+
+void Server::run() {
+    start();
+    join();
+}
+
+void Server::start() {
+    listen();
+    auto& impl = *impl_;
+    if (!impl.threads.empty()) return;
+    for (auto& ctx : impl.loops) {
+        impl.loopsRunning.fetch_add(1);
+        impl.threads.emplace_back([c = ctx.get(), &impl] {
+            c->loop.run();
+            impl.loopsRunning.fetch_sub(1);
+        });
+    }
+}
+
+void Server::join() {
+    for (auto& t : impl_->threads)
+        if (t.joinable()) t.join();
+    impl_->threads.clear();
+}
+
+void Server::Impl::beginShutdown(LoopContext& ctx) {
+    if (ctx.shuttingDown) return;
+    ctx.shuttingDown = true;
+    ctx.shutdownDeadline = ctx.loop.now() + options.shutdownTimeout;
+    if (ctx.listener) ctx.listener->close();
+    const auto sessions = ctx.sessions;
+    for (auto* s : sessions) s->abort();
+    std::vector<WebSocket*> open;
+    for (auto& [ws, gen] : ctx.slots)
+        if (ws) open.push_back(ws);
+    for (WebSocket* ws : open) ws->end(protocol::CloseCode::goingAway, "going away");
+    if (ctx.openWebSockets == 0) ctx.loop.stop();
+}
+
+void Server::shutdown() {
+    if (impl_->shuttingDown.exchange(true)) return;
+    log(LogLevel::info, "shutting down");
+    for (auto& ctx : impl_->loops) ctx->loop.post([this, c = ctx.get()] { impl_->beginShutdown(*c); });
+}
+
+void Server::handleSignals() {
+    listen();
+    auto& loop = impl_->loops.front()->loop;
+    auto signals = std::make_shared<asio::signal_set>(loop.context(), SIGINT, SIGTERM);
+    signals->async_wait([this, signals](const asio::error_code& ec, int signo) {
+        if (ec) return;
+        log(LogLevel::info, "signal %d", signo);
+        shutdown();
+    });
+}
+
+void Server::publish(std::string_view topic, std::string_view message, MessageKind kind) {
+    if (kind == MessageKind::text && !protocol::isValidUtf8(message)) {
+        log(LogLevel::error, "publish to '%.*s': text is not UTF-8, dropped", static_cast<int>(topic.size()),
+            topic.data());
+        return;
+    }
+    std::shared_ptr<const std::pair<std::string, std::string>> copy;
+    for (auto& ctx : impl_->loops) {
+        if (ctx->loop.isInLoopThread()) {
+            ctx->publishLocal(topic, message, kind, nullptr);
+            continue;
+        }
+        if (!copy) copy = std::make_shared<const std::pair<std::string, std::string>>(topic, message);
+        ctx->loop.post([c = ctx.get(), copy, kind] { c->publishLocal(copy->first, copy->second, kind, nullptr); });
+    }
+}
+
+ServerStats Server::stats() const {
+    ServerStats s;
+    for (const auto& ctx : impl_->loops) {
+        const auto& st = ctx->stats;
+        s.connectionsOpen += st.connectionsOpen.get();
+        s.connectionsTotal += st.connectionsTotal.get();
+        s.messagesIn += st.messagesIn.get();
+        s.messagesOut += st.messagesOut.get();
+        s.bytesIn += st.bytesIn.get();
+        s.bytesOut += st.bytesOut.get();
+        s.backpressureDrops += st.backpressureDrops.get();
+        s.httpRequests += st.httpRequests.get();
+        for (int i = 0; i < LoopStats::slots; ++i)
+            if (const auto v = st.handshakeFailures[i].get()) s.handshakeFailures[LoopStats::failureName(i)] += v;
+    }
+    return s;
+}
+
+std::string Server::prometheusMetrics() const {
+    const ServerStats s = stats();
+    std::string out;
+    auto metric = [&](const char* name, const char* type, const char* help, std::uint64_t value) {
+        out += "# HELP ";
+        out += name;
+        out += ' ';
+        out += help;
+        out += "\n# TYPE ";
+        out += name;
+        out += ' ';
+        out += type;
+        out += '\n';
+        out += name;
+        out += ' ';
+        out += std::to_string(value);
+        out += '\n';
+    };
+    metric("tongdao_connections_open", "gauge", "WebSocket connections open now.", s.connectionsOpen);
+    metric("tongdao_connections_total", "counter", "WebSocket connections opened.", s.connectionsTotal);
+    metric("tongdao_messages_received_total", "counter", "WebSocket messages received.", s.messagesIn);
+    metric("tongdao_messages_sent_total", "counter", "WebSocket messages sent.", s.messagesOut);
+    metric("tongdao_bytes_received_total", "counter", "Message payload bytes received.", s.bytesIn);
+    metric("tongdao_bytes_sent_total", "counter", "Message payload bytes sent.", s.bytesOut);
+    metric("tongdao_backpressure_drops_total", "counter", "Messages dropped over the backpressure limit.",
+           s.backpressureDrops);
+    metric("tongdao_http_requests_total", "counter", "HTTP requests, upgrades included.", s.httpRequests);
+    out += "# HELP tongdao_handshake_failures_total Refused or failed opening handshakes, by reason.\n"
+           "# TYPE tongdao_handshake_failures_total counter\n";
+    for (const auto& [reason, count] : s.handshakeFailures) {
+        std::string label;
+        for (char c : reason) {
+            if (c == '"' || c == '\\') label += '\\';
+            label += c;
+        }
+        out += "tongdao_handshake_failures_total{reason=\"" + label + "\"} " + std::to_string(count) + "\n";
+    }
+    return out;
+}
+
+} // namespace tongdao

@@ -1,0 +1,328 @@
+#include "tongdao/server/websocket.hpp"
+
+#include "detail.hpp"
+#include "tongdao/log.hpp"
+
+#include <algorithm>
+
+namespace tongdao {
+
+// The engine's events, turned into the endpoint's handlers.
+struct WebSocket::Events : protocol::EventHandler {
+    WebSocket& ws;
+    explicit Events(WebSocket& w) : ws(w) {}
+
+    void onMessage(MessageKind kind, protocol::Bytes payload) {
+        auto& st = ws.ctx_->stats;
+        st.messagesIn.add();
+        st.bytesIn.add(payload.size());
+        if (ws.finished_ || ws.appFailed_ || !ws.route_->behavior.message) return;
+        ws.guarded([&] { ws.route_->behavior.message(ws, protocol::asString(payload), kind); });
+    }
+    void onPing(protocol::Bytes payload) {
+        if (ws.route_->behavior.ping && !ws.appFailed_)
+            ws.guarded([&] { ws.route_->behavior.ping(ws, protocol::asString(payload)); });
+    }
+    void onPong(protocol::Bytes payload) {
+        ws.pingSent_ = false;
+        if (ws.route_->behavior.pong && !ws.appFailed_)
+            ws.guarded([&] { ws.route_->behavior.pong(ws, protocol::asString(payload)); });
+    }
+    void onClose(std::uint16_t, std::string_view) {
+        // The engine echoed it; the close handler runs when the TCP connection ends.
+    }
+    void onError(std::error_code ec) {
+        log(LogLevel::debug, "ws %s: closing: %s", ws.remote_.c_str(), ec.message().c_str());
+    }
+};
+
+// --- handle -------------------------------------------------------------------------
+
+void WebSocketHandle::post(std::function<void(WebSocket&)> fn) const {
+    if (!ctx_) return;
+    auto* ctx = ctx_;
+    const auto slot = slot_, gen = generation_;
+    ctx->loop.post([ctx, slot, gen, fn = std::move(fn)] {
+        if (WebSocket* ws = ctx->find(slot, gen)) fn(*ws);
+    });
+}
+
+void WebSocketHandle::send(std::string message, MessageKind kind) const {
+    post([m = std::move(message), kind](WebSocket& ws) { ws.send(m, kind); });
+}
+
+void WebSocketHandle::end(int code, std::string reason) const {
+    post([code, r = std::move(reason)](WebSocket& ws) { ws.end(code, r); });
+}
+
+WebSocketHandle WebSocket::handle() const noexcept { return {ctx_, slot_, generation_}; }
+
+// --- life -----------------------------------------------------------------------------
+
+namespace {
+protocol::ConnectionOptions engineOptions(const detail::Route& route, net::Loop& loop) {
+    protocol::ConnectionOptions o = route.engine;
+    o.pool = &loop.bufferPool();
+    return o;
+}
+} // namespace
+
+WebSocket::WebSocket(net::Loop& loop, int fd, Init init)
+    : net::Socket(loop, fd), engine_(engineOptions(*init.route, loop), std::move(init.extension)), ctx_(init.ctx),
+      route_(init.route), userData_(init.userData), destroyUserData_(init.destroyUserData),
+      userType_(init.userType), remote_(std::move(init.remote)), protocol_(std::move(init.protocol)) {
+    slot_ = ctx_->addSlot(this, generation_);
+    ++ctx_->openWebSockets;
+    route_->connections.fetch_add(1, std::memory_order_relaxed);
+    ctx_->stats.connectionsOpen.add();
+    ctx_->stats.connectionsTotal.add();
+}
+
+WebSocket::~WebSocket() {
+    // Normally finish() ran; this covers a loop torn down with connections open.
+    if (!finished_) {
+        finished_ = true;
+        while (!topics_.empty()) unsubscribe(topics_.back().first->name);
+        ctx_->freeSlot(slot_);
+        --ctx_->openWebSockets;
+        route_->connections.fetch_sub(1, std::memory_order_relaxed);
+        ctx_->stats.connectionsOpen.sub();
+    }
+    if (userData_ && destroyUserData_) destroyUserData_(userData_);
+}
+
+void WebSocket::start(protocol::MutableBytes leftover) {
+    opened_ = true;
+    resetIdle();
+    if (route_->behavior.open) guarded([&] { route_->behavior.open(*this); });
+    if (!leftover.empty() && !finished_) receive(leftover);
+    markDirty();
+}
+
+template <class F>
+void WebSocket::guarded(F&& f) {
+    try {
+        f();
+    } catch (const std::exception& e) {
+        failByApp(e.what());
+    } catch (...) {
+        failByApp("unknown exception");
+    }
+}
+
+void WebSocket::failByApp(const char* what) {
+    // A handler threw: the connection cannot be trusted to be in a sane state.
+    log(LogLevel::error, "ws %s on %s: handler threw: %s; closing with 1011", remote_.c_str(),
+        route_->pattern.c_str(), what);
+    appFailed_ = true;
+    if (engine_.isOpen()) engine_.close(protocol::CloseCode::internalError, "internal error");
+    setTimeout(ctx_->server.options.closeTimeout);
+    markDirty();
+}
+
+void WebSocket::finish(int code, std::string_view reason) {
+    if (finished_) return;
+    finished_ = true;
+    while (!topics_.empty()) unsubscribe(topics_.back().first->name);
+    ctx_->freeSlot(slot_);
+    --ctx_->openWebSockets;
+    route_->connections.fetch_sub(1, std::memory_order_relaxed);
+    ctx_->stats.connectionsOpen.sub();
+    if (opened_ && route_->behavior.close) {
+        try {
+            route_->behavior.close(*this, code, reason);
+        } catch (const std::exception& e) {
+            log(LogLevel::error, "ws %s: close handler threw: %s", remote_.c_str(), e.what());
+        } catch (...) {
+            log(LogLevel::error, "ws %s: close handler threw", remote_.c_str());
+        }
+    }
+    net::Socket::close();
+}
+
+void WebSocket::close() {
+    // An abort: no closing handshake, so the close handler sees 1006 (RFC 6455 §7.1.5).
+    finish(protocol::CloseCode::abnormal, {});
+}
+
+std::error_code WebSocket::end(int code, std::string_view reason) {
+    if (finished_) return make_error_code(error::notOpen);
+    const auto ec = engine_.close(static_cast<std::uint16_t>(code), reason);
+    if (ec) return ec;
+    setTimeout(ctx_->server.options.closeTimeout); // RFC 6455 §7.1.1: do not wait forever
+    markDirty();
+    return {};
+}
+
+// --- input ----------------------------------------------------------------------------
+
+void WebSocket::resetIdle() {
+    const auto& b = route_->behavior;
+    if (!b.idleTimeout || !engine_.isOpen()) return;
+    pingSent_ = false;
+    // With automatic pings, a silent peer is pinged halfway, so a live one answers in time.
+    setTimeout(b.sendPingsAutomatically ? std::max<std::uint32_t>(1, b.idleTimeout / 2) : b.idleTimeout);
+}
+
+void WebSocket::onData(protocol::MutableBytes data) {
+    resetIdle();
+    receive(data);
+}
+
+void WebSocket::receive(protocol::MutableBytes data) {
+    Events events(*this);
+    engine_.receive(data, events);
+    if (finished_) return;
+    if (engine_.bufferedAmount() != 0 || engine_.transportDone()) markDirty();
+    if (engine_.closeExpected() && !draining_) setTimeout(ctx_->server.options.closeTimeout);
+}
+
+void WebSocket::onEof() {
+    engine_.receiveEof();
+    const auto& st = engine_.closeStatus();
+    finish(st.code, st.reason);
+}
+
+void WebSocket::onError(std::error_code ec) {
+    log(LogLevel::debug, "ws %s: %s", remote_.c_str(), ec.message().c_str());
+    engine_.receiveEof();
+    finish(protocol::CloseCode::abnormal, {});
+}
+
+void WebSocket::onTimeout() {
+    const auto& b = route_->behavior;
+    if (draining_ || engine_.closeState() != protocol::CloseState::open || appFailed_) {
+        // The peer did not finish the closing handshake in time.
+        const auto& st = engine_.closeStatus();
+        finish(st.remote ? st.code : protocol::CloseCode::abnormal, st.remote ? std::string_view(st.reason) : "");
+        return;
+    }
+    if (b.sendPingsAutomatically && !pingSent_) {
+        pingSent_ = true;
+        engine_.ping();
+        setTimeout(std::max<std::uint32_t>(1, b.idleTimeout - b.idleTimeout / 2));
+        markDirty();
+        return;
+    }
+    log(LogLevel::debug, "ws %s: idle for %us, closing", remote_.c_str(), b.idleTimeout);
+    end(protocol::CloseCode::goingAway, "idle timeout");
+}
+
+// --- output ---------------------------------------------------------------------------
+
+SendStatus WebSocket::send(std::string_view message, MessageKind kind) {
+    if (finished_ || !engine_.isOpen()) return SendStatus::dropped;
+    const auto& b = route_->behavior;
+    const std::size_t backlog = engine_.bufferedAmount();
+    if (backlog > b.maxBackpressure) {
+        ctx_->stats.backpressureDrops.add();
+        if (b.closeOnBackpressureLimit) end(protocol::CloseCode::policyViolation, "backpressure limit");
+        return SendStatus::dropped;
+    }
+    if (engine_.send(kind, protocol::asBytes(message))) return SendStatus::dropped;
+    ctx_->stats.messagesOut.add();
+    ctx_->stats.bytesOut.add(message.size());
+    const bool hadBacklog = writePending(); // the kernel refused earlier data
+    markDirty();
+    return hadBacklog ? SendStatus::backpressure : SendStatus::success;
+}
+
+bool WebSocket::sendFramed(protocol::Bytes frame) {
+    if (finished_ || !engine_.isOpen()) return false;
+    const auto& b = route_->behavior;
+    if (engine_.bufferedAmount() > b.maxBackpressure) {
+        ctx_->stats.backpressureDrops.add();
+        if (b.closeOnBackpressureLimit) end(protocol::CloseCode::policyViolation, "backpressure limit");
+        return false;
+    }
+    if (engine_.sendFramed(frame)) return false;
+    ctx_->stats.messagesOut.add();
+    markDirty();
+    return true;
+}
+
+void WebSocket::onFlush() { flush(); }
+
+void WebSocket::flush() {
+    if (finished_) return;
+    if (engine_.bufferedAmount() != 0) {
+        const auto n = write(engine_.pendingOutput());
+        if (n < 0) {
+            log(LogLevel::debug, "ws %s: write: %s", remote_.c_str(), lastError().message().c_str());
+            finish(protocol::CloseCode::abnormal, {});
+            return;
+        }
+        engine_.consumeOutput(static_cast<std::size_t>(n));
+        wantWritable(engine_.bufferedAmount() != 0);
+    }
+    if (engine_.transportDone() && engine_.bufferedAmount() == 0 && !draining_) {
+        // RFC 6455 §7.1.1: the server closes TCP first. Send FIN and wait (bounded) for the
+        // client's, so our close frame is not lost to a reset.
+        draining_ = true;
+        shutdownWrite();
+        setTimeout(ctx_->server.options.closeTimeout);
+    }
+}
+
+void WebSocket::onWritable() {
+    const std::size_t before = engine_.bufferedAmount();
+    flush();
+    if (!finished_ && engine_.bufferedAmount() < before && route_->behavior.drain && !appFailed_)
+        guarded([&] { route_->behavior.drain(*this); });
+}
+
+// --- pub/sub --------------------------------------------------------------------------
+
+bool WebSocket::subscribe(std::string_view name) {
+    if (finished_ || isSubscribed(name)) return false;
+    detail::Topic* t = ctx_->topic(name, true);
+    t->subscribers.emplace_back(this, static_cast<std::uint32_t>(topics_.size()));
+    topics_.emplace_back(t, static_cast<std::uint32_t>(t->subscribers.size() - 1));
+    return true;
+}
+
+bool WebSocket::unsubscribe(std::string_view name) {
+    const auto it = std::find_if(topics_.begin(), topics_.end(), [&](const auto& e) { return e.first->name == name; });
+    if (it == topics_.end()) return false;
+    detail::Topic* t = it->first;
+    const std::uint32_t mine = static_cast<std::uint32_t>(it - topics_.begin());
+    // Remove us from the topic's list: swap with its last entry and fix that entry's back index.
+    const std::uint32_t j = it->second;
+    auto& subs = t->subscribers;
+    subs[j] = subs.back();
+    subs.pop_back();
+    if (j < subs.size()) subs[j].first->topics_[subs[j].second].second = j;
+    // Remove the topic from our list the same way.
+    topics_[mine] = topics_.back();
+    topics_.pop_back();
+    if (mine < topics_.size()) topics_[mine].first->subscribers[topics_[mine].second].second = mine;
+    ctx_->dropTopicIfEmpty(t);
+    return true;
+}
+
+bool WebSocket::isSubscribed(std::string_view name) const noexcept {
+    return std::any_of(topics_.begin(), topics_.end(), [&](const auto& e) { return e.first->name == name; });
+}
+
+std::vector<std::string_view> WebSocket::getTopics() const {
+    std::vector<std::string_view> out;
+    for (const auto& e : topics_) out.emplace_back(e.first->name);
+    return out;
+}
+
+bool WebSocket::publish(std::string_view topic, std::string_view message, MessageKind kind) {
+    if (finished_ || !engine_.isOpen()) return false;
+    auto& server = ctx_->server;
+    for (auto& other : server.loops) {
+        if (other.get() == ctx_) {
+            ctx_->publishLocal(topic, message, kind, this);
+        } else {
+            other->loop.post([ctx = other.get(), t = std::string(topic), m = std::string(message), kind] {
+                ctx->publishLocal(t, m, kind, nullptr);
+            });
+        }
+    }
+    return true;
+}
+
+} // namespace tongdao
