@@ -130,7 +130,8 @@ std::error_code ClientHandshake::check() {
 // --- server -------------------------------------------------------------------------
 
 bool isUpgradeRequest(const http::Request& request) noexcept {
-    return request.headers.find("Upgrade").has_value();
+    // RFC 9110 §7.8: a server MAY ignore an Upgrade it does not take (h2c, for one).
+    return request.headers.hasToken("Upgrade", "websocket");
 }
 
 std::error_code checkUpgradeRequest(const http::Request& req, UpgradeRequest& out) {
@@ -196,7 +197,10 @@ std::string acceptResponse(std::string_view key, std::string_view protocol, std:
 std::string rejectResponse(int status, std::string_view reason, const http::HeaderFields& extra) {
     http::HeaderFields fields = extra;
     fields.emplace_back("Content-Type", "text/plain; charset=utf-8");
-    fields.emplace_back("Connection", "close");
+    // RFC 9110 §7.8: whoever sends Upgrade also sends the upgrade connection option.
+    bool upgrade = false;
+    for (const auto& f : extra) upgrade = upgrade || http::iequals(f.first, "Upgrade");
+    fields.emplace_back("Connection", upgrade ? "Upgrade, close" : "close");
     std::string body(reason);
     body += '\n';
     return http::formatResponse(status, fields, body);
@@ -210,9 +214,8 @@ std::string rejectResponse(std::error_code ec) {
         const auto e = static_cast<error>(ec.value());
         if (httpStatusFor(e) != 0) status = httpStatusFor(e);
         if (e == error::noSecVersion || e == error::badSecVersion) extra.emplace_back("Sec-WebSocket-Version", "13");
-        if (e == error::noUpgrade) {
-            extra.emplace_back("Upgrade", "websocket");
-        }
+        // RFC 9110 §15.5.22: a 426 names the protocol required in Upgrade.
+        if (httpStatusFor(e) == 426) extra.emplace_back("Upgrade", "websocket");
         if (e == error::methodNotGet) extra.emplace_back("Allow", "GET");
     }
     return rejectResponse(status, reason, extra);

@@ -1,7 +1,8 @@
 #pragma once
 // Test support for HTTP heads and opening handshakes: feeding anything with a
 // receive(Bytes, consumed) shape whole, one byte at a time and split in two at every
-// point, and comparing what each way produced. Bytes only, no sockets.
+// point, and comparing what each way produced; and small extensions whose factories
+// record what they were offered. Bytes only, no sockets.
 
 #include "tongdao/protocol/handshake.hpp"
 #include "tongdao/protocol/http.hpp"
@@ -10,11 +11,20 @@
 
 #include <algorithm>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <vector>
+
+namespace tongdao::protocol::http {
+/** Lets GoogleTest print a parse status by name. */
+inline void PrintTo(ParseStatus s, std::ostream* os) {
+    *os << (s == ParseStatus::needMore ? "needMore" : s == ParseStatus::done ? "done" : "failed");
+}
+} // namespace tongdao::protocol::http
 
 namespace tongdao::test {
 
@@ -102,7 +112,9 @@ FeedResult feedPieces(const std::function<T()>& make, std::string_view input, co
         ++r.calls;
         EXPECT_LE(consumed, n) << "consumed more than it was given";
         r.consumed += consumed;
-        if (r.status == ParseStatus::needMore) EXPECT_EQ(consumed, n) << "needMore must consume everything";
+        if (r.status == ParseStatus::needMore) {
+            EXPECT_EQ(consumed, n) << "needMore must consume everything";
+        }
         std::fill(piece.begin(), piece.end(), std::byte{0xEE});
         pos += n;
     };
@@ -126,10 +138,12 @@ FeedResult feedAllWays(const std::function<T()>& make, std::string_view input,
                        const std::function<std::string(T&)>& summarize = nullptr) {
     const FeedResult whole = feedPieces<T>(make, input, {}, summarize);
     auto same = [&](const FeedResult& other, const std::string& how) {
-        EXPECT_EQ(statusName(whole.status), statusName(other.status)) << how;
+        EXPECT_EQ(whole.status, other.status) << how;
         EXPECT_EQ(whole.error, other.error) << how;
         EXPECT_EQ(whole.summary, other.summary) << how;
-        if (whole.status != ParseStatus::failed) EXPECT_EQ(whole.consumed, other.consumed) << how;
+        if (whole.status != ParseStatus::failed) {
+            EXPECT_EQ(whole.consumed, other.consumed) << how;
+        }
         return whole.status == other.status && whole.error == other.error && whole.summary == other.summary &&
                (whole.status == ParseStatus::failed || whole.consumed == other.consumed);
     };
@@ -151,20 +165,82 @@ inline FeedResult parseResponse(std::string_view input, http::Limits limits = {}
                                        [](ResponseFeeder& f) { return render(f.parser.response()); });
 }
 
-/** A head parsed whole in one call, for inspecting the fields; fails the test if it does not parse. */
-inline http::HeadParser parsedResponse(std::string_view text) {
-    http::HeadParser p;
+/**
+ * A head parsed whole in one call, for inspecting its fields; fails the test if it does
+ * not parse. On the heap: the parse's views point into the parser, which must not move.
+ */
+inline std::unique_ptr<http::HeadParser> parsedResponse(std::string_view text) {
+    auto p = std::make_unique<http::HeadParser>();
     std::size_t consumed = 0;
-    EXPECT_EQ(statusName(p.feedResponse(asBytes(text), consumed)), statusName(ParseStatus::done)) << text;
+    EXPECT_EQ(p->feedResponse(asBytes(text), consumed), ParseStatus::done) << text;
     EXPECT_EQ(consumed, text.size()) << text;
     return p;
 }
-inline http::HeadParser parsedRequest(std::string_view text) {
-    http::HeadParser p;
+inline std::unique_ptr<http::HeadParser> parsedRequest(std::string_view text) {
+    auto p = std::make_unique<http::HeadParser>();
     std::size_t consumed = 0;
-    EXPECT_EQ(statusName(p.feedRequest(asBytes(text), consumed)), statusName(ParseStatus::done)) << text;
+    EXPECT_EQ(p->feedRequest(asBytes(text), consumed), ParseStatus::done) << text;
     EXPECT_EQ(consumed, text.size()) << text;
     return p;
+}
+
+// --- test extensions ----------------------------------------------------------------
+
+/** An extension that only remembers how it was negotiated. */
+struct TestExtension : Extension {
+    std::string name_;
+    std::string agreed; ///< the negotiated element, formatted
+    TestExtension(std::string n, std::string a) : name_(std::move(n)), agreed(std::move(a)) {}
+    std::string_view name() const noexcept override { return name_; }
+    std::error_code decode(Bytes, bool, ByteBuffer&, std::size_t) override { return {}; }
+    std::optional<Bytes> encode(Bytes, MessageKind) override { return std::nullopt; }
+};
+
+/** Offers `offer_`; accepts any answer without a `bad` parameter. */
+struct TestClientFactory : ClientExtensionFactory {
+    std::string name_ = "x-test";
+    std::string offer_ = "x-test; level=1";
+    std::string_view name() const noexcept override { return name_; }
+    std::string offer() const override { return offer_; }
+    std::unique_ptr<Extension> accept(const ExtensionItem& response, std::error_code& e) const override {
+        if (response.find("bad")) {
+            e = tongdao::error::badExtensionResponse;
+            return nullptr;
+        }
+        return std::make_unique<TestExtension>(name_, formatExtension(response));
+    }
+};
+
+/** A client factory of this name that offers `offer`. */
+inline std::shared_ptr<const ClientExtensionFactory> clientFactory(std::string name, std::string offer) {
+    auto f = std::make_shared<TestClientFactory>();
+    f->name_ = std::move(name);
+    f->offer_ = std::move(offer);
+    return f;
+}
+
+/** Sees the offers of its name; agrees to the first unless it declines everything. */
+struct TestServerFactory : ServerExtensionFactory {
+    std::string name_;
+    bool agrees = true;
+    std::string tag; ///< appended to the response so a test can tell factories apart
+    mutable std::vector<std::string> seen;
+    std::string_view name() const noexcept override { return name_; }
+    std::optional<Agreement> negotiate(const std::vector<const ExtensionItem*>& offers) const override {
+        for (auto* o : offers) seen.push_back(formatExtension(*o));
+        if (!agrees) return std::nullopt;
+        auto response = formatExtension(*offers.front()) + tag;
+        return Agreement{response, std::make_unique<TestExtension>(name_, response)};
+    }
+};
+
+/** A server factory of this name; `tag` is appended to the element it agrees to. */
+inline std::shared_ptr<TestServerFactory> serverFactory(std::string name, bool agrees, std::string tag = {}) {
+    auto f = std::make_shared<TestServerFactory>();
+    f->name_ = std::move(name);
+    f->agrees = agrees;
+    f->tag = std::move(tag);
+    return f;
 }
 
 } // namespace tongdao::test

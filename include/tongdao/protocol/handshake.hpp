@@ -90,7 +90,7 @@ struct UpgradeRequest {
  */
 std::error_code checkUpgradeRequest(const http::Request& request, UpgradeRequest& out);
 
-/** True if the request asks for a WebSocket (has an Upgrade header naming websocket). */
+/** True if the request asks for a WebSocket: its Upgrade names websocket (h2c and others are ignored). */
 bool isUpgradeRequest(const http::Request& request) noexcept;
 
 /** The result of choosing among extension offers. */
@@ -115,13 +115,14 @@ std::string acceptResponse(std::string_view key, std::string_view protocol = {},
 
 /**
  * A refusal: the status, a `text/plain` body of one line (`reason` and a newline) and
- * `Connection: close`.
+ * `Connection: close` (`Upgrade, close` when `extra` carries an Upgrade field).
  */
 std::string rejectResponse(int status, std::string_view reason, const http::HeaderFields& extra = {});
 
 /**
- * The refusal for a handshake error: its status and reason, and for 426 the fields the
- * client needs, `Sec-WebSocket-Version: 13` (RFC 6455 §4.4) or `Upgrade: websocket`.
+ * The refusal for a handshake error: its status and reason; every 426 names
+ * `Upgrade: websocket` (RFC 9110 §15.5.22), a version refusal adds
+ * `Sec-WebSocket-Version: 13` (RFC 6455 §4.4), a 405 adds `Allow: GET`.
  */
 std::string rejectResponse(std::error_code ec);
 
