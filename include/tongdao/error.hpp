@@ -62,6 +62,7 @@ enum class error {
     frameTooBig,           ///< a frame larger than maxFrameSize (1009)
     messageTooBig,         ///< a message larger than maxMessageSize (1009)
     badCompressedData,     ///< a compressed message that does not inflate (1007)
+    extensionFailed,       ///< an extension reported an error of its own (1002)
 
     // --- misuse of the API by the caller ---------------------------------------------
     notOpen,               ///< sending after our close frame, or before the connection is open

@@ -11,6 +11,7 @@
 #include <asio/steady_timer.hpp>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace tongdao::net {
@@ -21,15 +22,18 @@ std::error_code errnoCode(int e) { return {e, std::system_category()}; }
 
 std::string formatAddress(const sockaddr* sa) {
     char host[INET6_ADDRSTRLEN] = {};
+    char out[INET6_ADDRSTRLEN + 16];
     if (sa->sa_family == AF_INET) {
         const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
         ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        return std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
+        std::snprintf(out, sizeof out, "%s:%u", host, ntohs(in->sin_port));
+        return out;
     }
     if (sa->sa_family == AF_INET6) {
         const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
         ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
+        std::snprintf(out, sizeof out, "[%s]:%u", host, ntohs(in6->sin6_port));
+        return out;
     }
     return {};
 }
@@ -93,8 +97,8 @@ void Socket::onEvents(std::uint32_t events) {
             updateEvents();
             onEof();
         } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            lastError_ = errnoCode(errno);
-            onError(lastError_);
+            lastErrno_ = errno;
+            onError(lastError());
             return;
         }
         if (fd_ < 0) return;
@@ -103,8 +107,8 @@ void Socket::onEvents(std::uint32_t events) {
         int err = 0;
         socklen_t len = sizeof err;
         ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
-        lastError_ = errnoCode(err ? err : EPIPE);
-        onError(lastError_);
+        lastErrno_ = err ? err : EPIPE;
+        onError(lastError());
         return;
     }
     if (wantWrite_ && (events & EPOLLOUT)) onWritable();
@@ -112,7 +116,7 @@ void Socket::onEvents(std::uint32_t events) {
 
 std::ptrdiff_t Socket::write(const protocol::OutputView& v) noexcept {
     if (fd_ < 0) {
-        lastError_ = errnoCode(EBADF);
+        lastErrno_ = EBADF;
         return -1;
     }
     iovec iov[3];
@@ -133,7 +137,7 @@ std::ptrdiff_t Socket::write(const protocol::OutputView& v) noexcept {
     while (n < 0 && errno == EINTR);
     if (n >= 0) return n;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-    lastError_ = errnoCode(errno);
+    lastErrno_ = errno;
     return -1;
 }
 

@@ -11,83 +11,74 @@ namespace {
 constexpr std::size_t keptWithoutPool = 64 * 1024;
 } // namespace
 
-OutputQueue::~OutputQueue() {
-    recycle(data_);
-    recycle(ctrl_);
+OutputBlock& OutputQueue::block(BufferPool* pool) {
+    if (!b_) b_ = pool ? pool->acquireBlock() : std::make_unique<OutputBlock>();
+    return *b_;
 }
 
-void OutputQueue::recycle(ByteBuffer& b) noexcept {
-    if (pool_) {
-        pool_->release(std::move(b));
-    } else if (b.capacity() > keptWithoutPool) {
-        b.release();
-    } else {
-        b.clear();
-    }
-}
+std::byte* OutputQueue::appendData(std::size_t n, BufferPool* pool) { return block(pool).data.extend(n); }
 
-std::byte* OutputQueue::appendData(std::size_t n) {
-    if (data_.capacity() == 0 && pool_) data_ = pool_->acquire();
-    return data_.extend(n);
-}
-
-std::byte* OutputQueue::appendControl(std::size_t n) {
-    if (ctrl_.capacity() == 0 && pool_) ctrl_ = pool_->acquire();
-    return ctrl_.extend(n);
-}
+std::byte* OutputQueue::appendControl(std::size_t n, BufferPool* pool) { return block(pool).ctrl.extend(n); }
 
 // The end of the data frame that contains `offset`, or `offset` itself at a boundary.
 // Frames in the queue are whole and were written by us, so their headers parse.
 std::size_t OutputQueue::frameEndAfter(std::size_t offset) const noexcept {
-    std::size_t b = dataBoundary_;
+    std::size_t b = b_->dataBoundary;
     while (b < offset) {
         FrameHeader h;
         std::error_code ec;
-        const std::size_t hs = parseFrameHeader(data_.data() + b, data_.size() - b, h, ec);
+        const std::size_t hs = parseFrameHeader(b_->data.data() + b, b_->data.size() - b, h, ec);
         const std::size_t next = b + hs + static_cast<std::size_t>(h.payloadLength);
         if (next > offset) return next;
         b = next;
     }
-    dataBoundary_ = b;
+    b_->dataBoundary = b;
     return b;
 }
 
 OutputView OutputQueue::pending() const noexcept {
     OutputView v;
-    const std::size_t ctrlLeft = ctrl_.size() - ctrlSent_;
+    if (!b_) return v;
+    const auto& q = *b_;
+    const std::size_t ctrlLeft = q.ctrl.size() - q.ctrlSent;
     if (ctrlLeft == 0) {
-        if (dataSent_ < data_.size()) v.parts[v.count++] = {data_.data() + dataSent_, data_.size() - dataSent_};
+        if (q.dataSent < q.data.size()) v.parts[v.count++] = {q.data.data() + q.dataSent, q.data.size() - q.dataSent};
         return v;
     }
-    const std::size_t end = frameEndAfter(dataSent_);
-    if (end > dataSent_) v.parts[v.count++] = {data_.data() + dataSent_, end - dataSent_};
-    v.parts[v.count++] = {ctrl_.data() + ctrlSent_, ctrlLeft};
-    if (end < data_.size()) v.parts[v.count++] = {data_.data() + end, data_.size() - end};
+    const std::size_t end = frameEndAfter(q.dataSent);
+    if (end > q.dataSent) v.parts[v.count++] = {q.data.data() + q.dataSent, end - q.dataSent};
+    v.parts[v.count++] = {q.ctrl.data() + q.ctrlSent, ctrlLeft};
+    if (end < q.data.size()) v.parts[v.count++] = {q.data.data() + end, q.data.size() - end};
     return v;
 }
 
-void OutputQueue::consume(std::size_t n) noexcept {
-    const std::size_t ctrlLeft = ctrl_.size() - ctrlSent_;
+void OutputQueue::consume(std::size_t n, BufferPool* pool) noexcept {
+    if (!b_) return;
+    auto& q = *b_;
+    const std::size_t ctrlLeft = q.ctrl.size() - q.ctrlSent;
     if (ctrlLeft != 0) {
         // The same order as pending(): the rest of the current data frame, control, data.
-        const std::size_t end = frameEndAfter(dataSent_);
-        const std::size_t a = std::min(n, end - dataSent_);
-        dataSent_ += a;
+        const std::size_t end = frameEndAfter(q.dataSent);
+        const std::size_t a = std::min(n, end - q.dataSent);
+        q.dataSent += a;
         n -= a;
         const std::size_t c = std::min(n, ctrlLeft);
-        ctrlSent_ += c;
+        q.ctrlSent += c;
         n -= c;
-        if (ctrlSent_ == ctrl_.size()) {
-            recycle(ctrl_);
-            ctrlSent_ = 0;
+        if (q.ctrlSent == q.ctrl.size()) {
+            q.ctrl.clear();
+            q.ctrlSent = 0;
         }
     }
-    dataSent_ += std::min(n, data_.size() - dataSent_);
-    if (dataSent_ == data_.size() && dataSent_ != 0) {
-        recycle(data_);
-        dataSent_ = 0;
-        dataBoundary_ = 0;
+    q.dataSent += std::min(n, q.data.size() - q.dataSent);
+    if (q.dataSent == q.data.size()) {
+        q.data.clear();
+        q.dataSent = q.dataBoundary = 0;
     }
+    if (!q.data.empty() || !q.ctrl.empty()) return;
+    // Everything written: the storage goes back.
+    if (pool) pool->releaseBlock(std::move(b_));
+    else if (q.capacity() > keptWithoutPool) b_.reset();
 }
 
 } // namespace tongdao::protocol

@@ -40,19 +40,19 @@ MaskSource& secureMaskSource() noexcept {
 // --- construction and state ---------------------------------------------------------
 
 Connection::Connection(const ConnectionOptions& options, std::unique_ptr<Extension> extension)
-    : opts_(options), ext_(std::move(extension)), out_(options.pool) {}
+    : opts_(&options), ext_(std::move(extension)) {}
 
 bool Connection::closeExpected() const noexcept {
     if (closeState_ == CloseState::closingLocal) return true; // waiting for the peer's close frame
     // RFC 6455 §7.1.1: the server closes TCP first, so a client that has completed the
     // closing handshake waits for it.
-    return opts_.role == Role::client && closeState_ == CloseState::closed && !eof_ && !failed();
+    return opts_->role == Role::client && closeState_ == CloseState::closed && !eof_ && !failed();
 }
 
 bool Connection::transportDone() const noexcept {
     if (eof_) return true;
     if (!out_.empty()) return false;
-    return failed() || (closeState_ == CloseState::closed && opts_.role == Role::server);
+    return failed() || (closeState_ == CloseState::closed && opts_->role == Role::server);
 }
 
 void Connection::receiveEof() noexcept {
@@ -60,11 +60,25 @@ void Connection::receiveEof() noexcept {
     rdDiscard_ = true;
     if (closeState_ != CloseState::closed) {
         // RFC 6455 §7.1.5: closed without a close frame is 1006.
-        status_.code = CloseCode::abnormal;
-        status_.reason.clear();
-        status_.remote = false;
+        setClose(CloseCode::abnormal, {}, false);
         closeState_ = CloseState::closed;
     }
+}
+
+void Connection::setClose(std::uint16_t code, std::string_view reason, bool remote) {
+    closeCode_ = code;
+    closeRemote_ = remote;
+    if (reason.empty()) closeReason_.reset();
+    else closeReason_ = std::make_unique<std::string>(reason);
+}
+
+CloseStatus Connection::closeStatus() const {
+    CloseStatus st;
+    st.code = closeCode_;
+    st.remote = closeRemote_;
+    if (closeReason_) st.reason = *closeReason_;
+    if (failure_) st.error = static_cast<error>(failure_);
+    return st;
 }
 
 // --- input --------------------------------------------------------------------------
@@ -73,7 +87,7 @@ void Connection::begin(MutableBytes data) noexcept { rdIn_ = data; }
 
 void Connection::releaseMessage() noexcept {
     rdReleaseMessage_ = false;
-    if (opts_.pool) opts_.pool->release(std::move(rdMessage_));
+    if (opts_->pool) opts_->pool->release(std::move(rdMessage_));
     else if (rdMessage_.capacity() > keptMessageWithoutPool) rdMessage_.release();
     else rdMessage_.clear();
 }
@@ -95,13 +109,11 @@ bool Connection::next(Event& ev) {
 Connection::Step Connection::fail(std::error_code ec, Event& ev) {
     // RFC 6455 §7.1.7: Fail the WebSocket Connection: send a close frame with the
     // matching code if we have not sent one, then discard everything that follows.
-    const bool ours = ec.category() == errorCategory();
-    const auto e = static_cast<error>(ec.value());
-    status_.error = ec;
-    status_.code = ours && closeCodeFor(e) ? closeCodeFor(e) : CloseCode::protocolError;
-    status_.reason = ours ? std::string(describe(e)) : ec.message().substr(0, maxCloseReason);
-    status_.remote = false;
-    if (!wrCloseSent_) queueClose(status_.code, status_.reason);
+    // Errors from elsewhere (an extension's) are reported as a failed extension.
+    const auto e = ec.category() == errorCategory() ? static_cast<error>(ec.value()) : error::extensionFailed;
+    failure_ = static_cast<std::uint8_t>(e);
+    setClose(closeCodeFor(e) ? closeCodeFor(e) : CloseCode::protocolError, describe(e), false);
+    if (!wrCloseSent_) queueClose(closeCode_, describe(e));
     rdDiscard_ = true;
     rdIn_ = {};
     closeState_ = CloseState::closed;
@@ -150,18 +162,18 @@ Connection::Step Connection::checkHeader(const FrameHeader& h, Event& ev) {
         if (h.rsv != Rsv::rsv1 || !ext_ || !firstDataFrame) return fail(error::reservedBits, ev);
     }
     // RFC 6455 §5.1: a server must fail on an unmasked frame, a client on a masked one.
-    if (opts_.role == Role::server && !h.masked) return fail(error::unmaskedFrame, ev);
-    if (opts_.role == Role::client && h.masked) return fail(error::maskedFrame, ev);
+    if (opts_->role == Role::server && !h.masked) return fail(error::unmaskedFrame, ev);
+    if (opts_->role == Role::client && h.masked) return fail(error::maskedFrame, ev);
     if (control) {
         // RFC 6455 §5.5: control frames carry at most 125 bytes and are never fragmented.
         if (h.payloadLength > maxControlPayload) return fail(error::controlTooLong, ev);
         if (!h.fin) return fail(error::fragmentedControl, ev);
-        rdControl_.clear();
+        rdControlSize_ = 0;
     } else {
         // RFC 6455 §5.4: continuation only inside a message, a new message only outside one.
         if (h.opcode == 0 && rdMessageOpcode_ == 0) return fail(error::unexpectedContinuation, ev);
         if (h.opcode != 0 && rdMessageOpcode_ != 0) return fail(error::expectedContinuation, ev);
-        if (h.payloadLength > opts_.maxFrameSize) return fail(error::frameTooBig, ev);
+        if (h.payloadLength > opts_->maxFrameSize) return fail(error::frameTooBig, ev);
         if (h.opcode != 0) {
             rdMessageOpcode_ = h.opcode;
             rdCompressed_ = h.rsv != 0;
@@ -169,7 +181,7 @@ Connection::Step Connection::checkHeader(const FrameHeader& h, Event& ev) {
             rdUtf8_.reset();
         }
         // The inflated size of a compressed message is checked as it inflates.
-        if (!rdCompressed_ && h.payloadLength > opts_.maxMessageSize - rdMessageSize_)
+        if (!rdCompressed_ && h.payloadLength > opts_->maxMessageSize - rdMessageSize_)
             return fail(error::messageTooBig, ev);
     }
     rdOpcode_ = h.opcode;
@@ -193,9 +205,12 @@ Connection::Step Connection::payload(Event& ev) {
     if (done) rdInPayload_ = false;
 
     if ((rdOpcode_ & 0x8) == 0) return dataChunk(chunk, done, ev);
-    if (done && rdControl_.empty()) return controlDone(chunk, ev); // whole in this read: no copy
-    rdControl_.append(chunk);
-    return done ? controlDone(rdControl_.view(), ev) : Step::more;
+    if (done && rdControlSize_ == 0) return controlDone(chunk, ev); // whole in this read: no copy
+    // Split across reads (rare): collect it, at most 125 bytes (checked at the header).
+    if (!rdControl_) rdControl_ = std::make_unique<std::byte[]>(maxControlPayload);
+    if (!chunk.empty()) std::memcpy(rdControl_.get() + rdControlSize_, chunk.data(), chunk.size());
+    rdControlSize_ = static_cast<std::uint8_t>(rdControlSize_ + chunk.size());
+    return done ? controlDone({rdControl_.get(), rdControlSize_}, ev) : Step::more;
 }
 
 Connection::Step Connection::dataChunk(Bytes chunk, bool frameDone, Event& ev) {
@@ -203,9 +218,9 @@ Connection::Step Connection::dataChunk(Bytes chunk, bool frameDone, Event& ev) {
     const bool text = rdMessageOpcode_ == static_cast<std::uint8_t>(Opcode::text);
     Bytes whole = chunk;
     if (rdCompressed_) {
-        if (rdMessage_.capacity() == 0 && opts_.pool) rdMessage_ = opts_.pool->acquire();
+        if (rdMessage_.capacity() == 0 && opts_->pool) rdMessage_ = opts_->pool->acquire();
         const std::size_t before = rdMessage_.size();
-        if (auto ec = ext_->decode(chunk, last, rdMessage_, opts_.maxMessageSize)) return fail(ec, ev);
+        if (auto ec = ext_->decode(chunk, last, rdMessage_, opts_->maxMessageSize)) return fail(ec, ev);
         // RFC 6455 §8.1 applies to the inflated text, validated as it inflates.
         if (text && !rdUtf8_.feed(rdMessage_.data() + before, rdMessage_.size() - before))
             return fail(error::invalidUtf8, ev);
@@ -216,7 +231,7 @@ Connection::Step Connection::dataChunk(Bytes chunk, bool frameDone, Event& ev) {
         if (text && !rdUtf8_.feed(chunk)) return fail(error::invalidUtf8, ev);
         if (!last || !rdMessage_.empty()) {
             // Split across reads or fragmented: assemble (bounded by maxMessageSize above).
-            if (rdMessage_.capacity() == 0 && opts_.pool) rdMessage_ = opts_.pool->acquire();
+            if (rdMessage_.capacity() == 0 && opts_->pool) rdMessage_ = opts_->pool->acquire();
             rdMessage_.append(chunk);
             whole = rdMessage_.view();
         }
@@ -236,7 +251,7 @@ Connection::Step Connection::controlDone(Bytes data, Event& ev) {
     switch (static_cast<Opcode>(rdOpcode_)) {
     case Opcode::ping:
         // RFC 6455 §5.5.2: answer with a pong carrying the same payload, unless we closed.
-        if (opts_.autoPong && !wrCloseSent_) queueFrame(Opcode::pong, true, 0, data, true);
+        if (opts_->autoPong && !wrCloseSent_) queueFrame(Opcode::pong, true, 0, data, true);
         ev.type = Event::Type::ping;
         return Step::event;
     case Opcode::pong:
@@ -257,9 +272,7 @@ Connection::Step Connection::controlDone(Bytes data, Event& ev) {
     }
     rdCloseReceived_ = true;
     rdDiscard_ = true; // RFC 6455 §5.5.1: nothing follows a close frame
-    status_.code = code;
-    status_.reason = std::string(asString(reason));
-    status_.remote = true;
+    setClose(code, asString(reason), true);
     // RFC 6455 §5.5.1: echo the close (its code and reason) unless we already sent ours.
     if (!wrCloseSent_) queueClose(code == CloseCode::noStatus ? 0 : code, asString(reason));
     closeState_ = CloseState::closed;
@@ -273,10 +286,11 @@ Connection::Step Connection::controlDone(Bytes data, Event& ev) {
 
 void Connection::queueFrame(Opcode op, bool fin, std::uint8_t rsv, Bytes payload, bool priority) {
     // RFC 6455 §5.3: a client masks every frame with a fresh key; a server never masks.
-    const bool masked = opts_.role == Role::client;
-    const std::uint32_t key = masked ? (opts_.maskSource ? *opts_.maskSource : secureMaskSource()).nextMask() : 0;
+    const bool masked = opts_->role == Role::client;
+    const std::uint32_t key = masked ? (opts_->maskSource ? *opts_->maskSource : secureMaskSource()).nextMask() : 0;
     const std::size_t hs = frameHeaderSize(payload.size(), masked);
-    std::byte* p = priority ? out_.appendControl(hs + payload.size()) : out_.appendData(hs + payload.size());
+    std::byte* p = priority ? out_.appendControl(hs + payload.size(), opts_->pool)
+                           : out_.appendData(hs + payload.size(), opts_->pool);
     writeFrameHeader(p, fin, rsv, op, payload.size(), masked, key);
     if (payload.empty()) return;
     if (masked) detail::mask(p + hs, payload.data(), payload.size(), key);
@@ -302,7 +316,7 @@ void Connection::queueClose(std::uint16_t code, std::string_view reason) {
 std::error_code Connection::send(MessageKind kind, Bytes payload) {
     if (wrCloseSent_) return error::notOpen;
     if (wrFragmenting_) return error::messageInProgress;
-    if (kind == MessageKind::text && opts_.validateOutgoingText && !isValidUtf8(payload))
+    if (kind == MessageKind::text && opts_->validateOutgoingText && !isValidUtf8(payload))
         return error::invalidUtf8ToSend;
     if (ext_) {
         if (auto encoded = ext_->encode(payload, kind)) {
@@ -321,7 +335,7 @@ std::error_code Connection::sendFragment(MessageKind kind, Bytes payload, bool f
         wrUtf8_.reset();
         wrFragmentText_ = kind == MessageKind::text;
     }
-    if (opts_.validateOutgoingText && wrFragmentText_) {
+    if (opts_->validateOutgoingText && wrFragmentText_) {
         // Checked whole across fragments: a character may span two of them.
         Utf8Validator v = wrUtf8_;
         if (!v.feed(payload) || (fin && !v.complete())) return error::invalidUtf8ToSend;
@@ -333,10 +347,10 @@ std::error_code Connection::sendFragment(MessageKind kind, Bytes payload, bool f
 }
 
 std::error_code Connection::sendFramed(Bytes frame) {
-    if (opts_.role != Role::server) return error::wrongRole; // a client masks each frame afresh
+    if (opts_->role != Role::server) return error::wrongRole; // a client masks each frame afresh
     if (wrCloseSent_) return error::notOpen;
     if (wrFragmenting_) return error::messageInProgress;
-    if (!frame.empty()) std::memcpy(out_.appendData(frame.size()), frame.data(), frame.size());
+    if (!frame.empty()) std::memcpy(out_.appendData(frame.size(), opts_->pool), frame.data(), frame.size());
     return {};
 }
 

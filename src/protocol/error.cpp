@@ -59,6 +59,7 @@ constexpr Entry entryFor(error e) noexcept {
     case error::frameTooBig: return {"frame too big", 1009, 0, c::protocolViolation};
     case error::messageTooBig: return {"message too big", 1009, 0, c::protocolViolation};
     case error::badCompressedData: return {"invalid compressed data", 1007, 0, c::protocolViolation};
+    case error::extensionFailed: return {"extension failed", 1002, 0, c::protocolViolation};
 
     case error::notOpen: return {"connection not open", 0, 0, c::closed};
     case error::closeCodeNotSendable: return {"close code may not be sent", 0, 0, c::misuse};

@@ -48,7 +48,8 @@ struct Route {
     void* (*makeUserData)() = nullptr;
     void (*destroyUserData)(void*) = nullptr;
     const std::type_info* userType = nullptr;
-    protocol::ConnectionOptions engine; ///< limits for the engine; the pool is set per loop
+    protocol::ConnectionOptions engine; ///< limits for the engine
+    std::vector<protocol::ConnectionOptions> enginePerLoop; ///< the same, with each loop's pool
     std::atomic<std::size_t> connections{0};
 };
 

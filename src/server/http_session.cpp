@@ -174,8 +174,7 @@ void HttpSession::acceptUpgrade(std::string_view protocol) {
         return rejectUpgrade(500, "server chose a sub-protocol that was not offered");
     }
     auto& p = *pending_;
-    WebSocket::Init init{&ctx_, route_, std::string(protocol), remoteAddress(), p.userData, p.destroyUserData,
-                         route_->userType, nullptr};
+    WebSocket::Init init{&ctx_, route_, std::string(protocol), p.userData, p.destroyUserData, nullptr};
     p.userData = nullptr; // now the WebSocket's
     if (!init.userData && route_->makeUserData) {
         init.userData = route_->makeUserData();

@@ -177,6 +177,7 @@ Server::~Server() {
 
 Server& Server::addWs(std::string pattern, WebSocketBehavior behavior, void* (*make)(), void (*destroy)(void*),
                       const std::type_info* type) {
+    if (!impl_->loops.empty()) throw std::logic_error("tongdao::Server: add endpoints before listen()");
     auto r = std::make_unique<detail::Route>();
     if (pattern == "*" || (pattern.size() >= 2 && pattern.ends_with("/*"))) {
         r->prefix = true;
@@ -218,6 +219,13 @@ void Server::listen() {
     if (!impl.loops.empty()) return;
     const unsigned n = threads();
     for (unsigned i = 0; i < n; ++i) impl.loops.push_back(std::make_unique<LoopContext>(impl, i));
+    for (auto& route : impl.routes) {
+        // Each loop's connections share one copy of the engine options, with its pool.
+        for (auto& ctx : impl.loops) {
+            route->enginePerLoop.push_back(route->engine);
+            route->enginePerLoop.back().pool = &ctx->loop.bufferPool();
+        }
+    }
     std::uint16_t port = impl.options.port;
     for (auto& ctx : impl.loops) {
         LoopContext* c = ctx.get();

@@ -32,7 +32,7 @@ struct WebSocket::Events : protocol::EventHandler {
         // The engine echoed it; the close handler runs when the TCP connection ends.
     }
     void onError(std::error_code ec) {
-        log(LogLevel::debug, "ws %s: closing: %s", ws.remote_.c_str(), ec.message().c_str());
+        log(LogLevel::debug, "ws %s: closing: %s", ws.remoteAddress().c_str(), ec.message().c_str());
     }
 };
 
@@ -59,18 +59,10 @@ WebSocketHandle WebSocket::handle() const noexcept { return {ctx_, slot_, genera
 
 // --- life -----------------------------------------------------------------------------
 
-namespace {
-protocol::ConnectionOptions engineOptions(const detail::Route& route, net::Loop& loop) {
-    protocol::ConnectionOptions o = route.engine;
-    o.pool = &loop.bufferPool();
-    return o;
-}
-} // namespace
-
 WebSocket::WebSocket(net::Loop& loop, int fd, Init init)
-    : net::Socket(loop, fd), engine_(engineOptions(*init.route, loop), std::move(init.extension)), ctx_(init.ctx),
+    : net::Socket(loop, fd), engine_(init.route->enginePerLoop[loop.index()], std::move(init.extension)), ctx_(init.ctx),
       route_(init.route), userData_(init.userData), destroyUserData_(init.destroyUserData),
-      userType_(init.userType), remote_(std::move(init.remote)), protocol_(std::move(init.protocol)) {
+      protocol_(init.protocol.empty() ? nullptr : std::make_unique<const std::string>(std::move(init.protocol))) {
     slot_ = ctx_->addSlot(this, generation_);
     ++ctx_->openWebSockets;
     route_->connections.fetch_add(1, std::memory_order_relaxed);
@@ -110,9 +102,13 @@ void WebSocket::guarded(F&& f) {
     }
 }
 
+bool WebSocket::checkUserType(const std::type_info& t) const noexcept {
+    return !route_->userType || *route_->userType == t;
+}
+
 void WebSocket::failByApp(const char* what) {
     // A handler threw: the connection cannot be trusted to be in a sane state.
-    log(LogLevel::error, "ws %s on %s: handler threw: %s; closing with 1011", remote_.c_str(),
+    log(LogLevel::error, "ws %s on %s: handler threw: %s; closing with 1011", remoteAddress().c_str(),
         route_->pattern.c_str(), what);
     appFailed_ = true;
     if (engine_.isOpen()) engine_.close(protocol::CloseCode::internalError, "internal error");
@@ -132,9 +128,9 @@ void WebSocket::finish(int code, std::string_view reason) {
         try {
             route_->behavior.close(*this, code, reason);
         } catch (const std::exception& e) {
-            log(LogLevel::error, "ws %s: close handler threw: %s", remote_.c_str(), e.what());
+            log(LogLevel::error, "ws %s: close handler threw: %s", remoteAddress().c_str(), e.what());
         } catch (...) {
-            log(LogLevel::error, "ws %s: close handler threw", remote_.c_str());
+            log(LogLevel::error, "ws %s: close handler threw", remoteAddress().c_str());
         }
     }
     net::Socket::close();
@@ -184,7 +180,7 @@ void WebSocket::onEof() {
 }
 
 void WebSocket::onError(std::error_code ec) {
-    log(LogLevel::debug, "ws %s: %s", remote_.c_str(), ec.message().c_str());
+    log(LogLevel::debug, "ws %s: %s", remoteAddress().c_str(), ec.message().c_str());
     engine_.receiveEof();
     finish(protocol::CloseCode::abnormal, {});
 }
@@ -204,7 +200,7 @@ void WebSocket::onTimeout() {
         markDirty();
         return;
     }
-    log(LogLevel::debug, "ws %s: idle for %us, closing", remote_.c_str(), b.idleTimeout);
+    log(LogLevel::debug, "ws %s: idle for %us, closing", remoteAddress().c_str(), b.idleTimeout);
     end(protocol::CloseCode::goingAway, "idle timeout");
 }
 
@@ -223,8 +219,16 @@ SendStatus WebSocket::send(std::string_view message, MessageKind kind) {
     ctx_->stats.messagesOut.add();
     ctx_->stats.bytesOut.add(message.size());
     const bool hadBacklog = writePending(); // the kernel refused earlier data
-    markDirty();
+    queued();
     return hadBacklog ? SendStatus::backpressure : SendStatus::success;
+}
+
+void WebSocket::queued() {
+    // Corked until the end of the turn, but no further than corkLimit: past it the bytes
+    // go to the kernel now, so the backlog the limits see is only what the peer has not
+    // taken, and a sender that stops at `dropped` is woken by `drain`.
+    if (engine_.bufferedAmount() >= corkLimit && !writePending()) flush();
+    else markDirty();
 }
 
 bool WebSocket::sendFramed(protocol::Bytes frame) {
@@ -237,7 +241,7 @@ bool WebSocket::sendFramed(protocol::Bytes frame) {
     }
     if (engine_.sendFramed(frame)) return false;
     ctx_->stats.messagesOut.add();
-    markDirty();
+    queued();
     return true;
 }
 
@@ -248,7 +252,7 @@ void WebSocket::flush() {
     if (engine_.bufferedAmount() != 0) {
         const auto n = write(engine_.pendingOutput());
         if (n < 0) {
-            log(LogLevel::debug, "ws %s: write: %s", remote_.c_str(), lastError().message().c_str());
+            log(LogLevel::debug, "ws %s: write: %s", remoteAddress().c_str(), lastError().message().c_str());
             finish(protocol::CloseCode::abnormal, {});
             return;
         }

@@ -70,7 +70,8 @@ TEST_P(Close, NothingIsReadAfterTheClose) {
 }
 
 TEST_P(Close, NothingIsSentAfterTheEcho) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     Recorder r;
     auto in = f(8, closePayload(1001));
     c.receive(in, r);
@@ -83,7 +84,8 @@ TEST_P(Close, NothingIsSentAfterTheEcho) {
 // --- we close -------------------------------------------------------------------------
 
 TEST_P(Close, LocalCloseThenThePeersReply) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     ASSERT_FALSE(c.close(4001, "done"));
     EXPECT_EQ(c.closeState(), CloseState::closingLocal);
     EXPECT_TRUE(c.closeExpected()); // arm the close timer
@@ -115,13 +117,15 @@ TEST_P(Close, LocalCloseThenThePeersReply) {
 }
 
 TEST_P(Close, CloseWithoutCode) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     ASSERT_FALSE(c.close(0));
     EXPECT_EQ(drain(c), own(8, ""));
 }
 
 TEST_P(Close, CodesAndReasonsThatMayNotBeSent) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     for (int code : {1004, 1005, 1006, 1015, 999, 2000, 5000})
         EXPECT_EQ(c.close(static_cast<std::uint16_t>(code)), make_error_code(error::closeCodeNotSendable)) << code;
     EXPECT_EQ(c.close(0, "reason without code"), make_error_code(error::closeCodeNotSendable));
@@ -133,7 +137,8 @@ TEST_P(Close, CodesAndReasonsThatMayNotBeSent) {
 }
 
 TEST_P(Close, CloseGoesBehindQueuedData) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     ASSERT_FALSE(c.sendText("queued first"));
     ASSERT_FALSE(c.close(1000));
     EXPECT_EQ(drain(c), concat({own(1, "queued first"), own(8, closePayload(1000))}));
@@ -142,7 +147,8 @@ TEST_P(Close, CloseGoesBehindQueuedData) {
 // --- the transport ends ---------------------------------------------------------------
 
 TEST_P(Close, EofWithoutCloseIs1006) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     c.receiveEof();
     EXPECT_EQ(c.closeState(), CloseState::closed);
     EXPECT_EQ(c.closeStatus().code, 1006);
@@ -154,7 +160,8 @@ TEST_P(Close, EofWithoutCloseIs1006) {
 }
 
 TEST_P(Close, EofAfterTheCloseHandshakeKeepsTheCode) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     Recorder r;
     auto in = f(8, closePayload(1000, "ok"));
     c.receive(in, r);
@@ -166,7 +173,8 @@ TEST_P(Close, EofAfterTheCloseHandshakeKeepsTheCode) {
 // --- failing --------------------------------------------------------------------------
 
 TEST_P(Close, FailingQueuesACloseAndStopsReading) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     Recorder r;
     auto in = concat({f(1, "fine"), f(1, "\xFF"), f(1, "never")});
     c.receive(in, r);
@@ -182,7 +190,8 @@ TEST_P(Close, FailingQueuesACloseAndStopsReading) {
 }
 
 TEST_P(Close, FailingAfterOurCloseSendsNoSecondClose) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     ASSERT_FALSE(c.close(1000));
     drain(c);
     Recorder r;

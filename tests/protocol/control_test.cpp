@@ -39,7 +39,8 @@ TEST_P(Control, AutoPongCanBeTurnedOff) {
 }
 
 TEST_P(Control, NoPongAfterOurClose) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     ASSERT_FALSE(c.close(1000));
     Recorder r;
     auto in = f(9, "late ping");
@@ -49,7 +50,8 @@ TEST_P(Control, NoPongAfterOurClose) {
 }
 
 TEST_P(Control, PingOvertakesQueuedDataAtAFrameBoundary) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     ASSERT_FALSE(c.send(MessageKind::binary, asBytes(std::string(1000, 'a'))));
     ASSERT_FALSE(c.send(MessageKind::binary, asBytes(std::string(10, 'b'))));
     // Half of the first frame is written; then a ping arrives.
@@ -84,14 +86,16 @@ TEST_P(Control, PingOvertakesQueuedDataAtAFrameBoundary) {
 }
 
 TEST_P(Control, ControlAtABoundaryGoesFirst) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     ASSERT_FALSE(c.sendText("data"));
     ASSERT_FALSE(c.pong(asBytes("unsolicited")));
     EXPECT_EQ(drain(c), concat({own(10, "unsolicited"), own(1, "data")}));
 }
 
 TEST_P(Control, SendingOversizedControlPayloadIsRefused) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     EXPECT_EQ(c.ping(asBytes(std::string(126, 'x'))), make_error_code(error::controlPayloadTooLong));
     EXPECT_EQ(c.pong(asBytes(std::string(126, 'x'))), make_error_code(error::controlPayloadTooLong));
     EXPECT_FALSE(c.ping(asBytes(std::string(125, 'x'))));

@@ -63,7 +63,8 @@ TEST_P(Fragmentation, ControlFramesAreNeverFragmented) {
 }
 
 TEST_P(Fragmentation, SendingFragmentsWithControlInBetween) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     ASSERT_FALSE(c.sendFragment(MessageKind::binary, asBytes("ab"), false));
     EXPECT_EQ(c.send(MessageKind::text, asBytes("no")), make_error_code(error::messageInProgress));
     ASSERT_FALSE(c.ping(asBytes("!")));
@@ -75,7 +76,8 @@ TEST_P(Fragmentation, SendingFragmentsWithControlInBetween) {
 }
 
 TEST_P(Fragmentation, SentFragmentedTextIsValidatedAcrossFragments) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     ASSERT_FALSE(c.sendFragment(MessageKind::text, asBytes("\xE2\x82"), false));
     EXPECT_EQ(c.sendFragment(MessageKind::text, asBytes("\xFF"), true), make_error_code(error::invalidUtf8ToSend));
     EXPECT_EQ(c.sendFragment(MessageKind::text, asBytes(""), true), make_error_code(error::invalidUtf8ToSend));

@@ -195,7 +195,8 @@ TEST_P(BothRoles, ManyFramesInOneRead) {
 }
 
 TEST_P(BothRoles, InputAfterAFailureIsDiscarded) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     Recorder r;
     auto bad = f(0x3, "");
     c.receive(bad, r);

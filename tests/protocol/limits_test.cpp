@@ -61,7 +61,8 @@ TEST_P(Limits, ALargeMessageAtTheDefaultLimit) {
     // 16 MiB in one frame, arriving in 64 KiB reads: delivered whole, exactly once.
     const std::string payload(16u << 20, 'L');
     auto in = f(2, payload);
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     std::size_t messages = 0, size = 0;
     struct Count : EventHandler {
         std::size_t* m;

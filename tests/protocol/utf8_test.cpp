@@ -133,7 +133,8 @@ TEST_P(TextMessages, FailsInsideAFrameBeforeItEnds) {
     std::string payload(100000, 'a');
     payload[10] = '\xFF';
     auto in = f(1, payload);
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     Recorder r;
     ByteVec head(in.begin(), in.begin() + 100);
     c.receive(head, r);
@@ -146,7 +147,8 @@ TEST_P(TextMessages, IncompleteCharacterAtTheEndFails) {
 }
 
 TEST_P(TextMessages, OutgoingTextIsValidated) {
-    Connection c(opts());
+    const auto cOpts = opts();
+    Connection c(cOpts);
     EXPECT_EQ(c.sendText("\xC0\x80"), make_error_code(error::invalidUtf8ToSend));
     EXPECT_EQ(c.bufferedAmount(), 0u);
     auto o = opts();

@@ -77,7 +77,7 @@ public:
 
     /** Calls `onTimeout()` at the first tick `seconds` from now or later; 0 cancels. */
     void setTimeout(std::uint32_t seconds) noexcept { deadline_ = seconds ? loop_.now() + seconds : 0; }
-    std::error_code lastError() const noexcept { return lastError_; }
+    std::error_code lastError() const noexcept { return {lastErrno_, std::system_category()}; }
 
 protected:
     /** Bytes arrived; `data` is the loop's buffer, valid during the call, writable. */
@@ -102,7 +102,7 @@ private:
     int fd_;
     std::uint32_t deadline_ = 0;
     std::uint32_t trackIndex_ = 0;
-    std::error_code lastError_;
+    int lastErrno_ = 0;
     bool wantWrite_ = false;
     bool readPaused_ = false;
     bool readDone_ = false;

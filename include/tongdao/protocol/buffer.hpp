@@ -9,6 +9,7 @@
 #include "tongdao/protocol/types.hpp"
 
 #include <array>
+#include <memory>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -77,37 +78,69 @@ private:
     std::size_t cap_ = 0;
 };
 
+/** The storage of a non-empty output queue (see OutputQueue). */
+struct OutputBlock {
+    ByteBuffer data;
+    ByteBuffer ctrl;
+    std::size_t dataSent = 0;
+    std::size_t ctrlSent = 0;
+    std::size_t dataBoundary = 0; ///< a frame boundary at or before dataSent (a cache)
+
+    void clear() noexcept {
+        data.clear();
+        ctrl.clear();
+        dataSent = ctrlSent = dataBoundary = 0;
+    }
+    std::size_t capacity() const noexcept { return data.capacity() + ctrl.capacity(); }
+};
+
 /**
- * Spare buffers for one thread's connections. A connection takes one when it has
- * something to queue and gives it back once written, so idle connections hold none
- * and a busy thread allocates nothing in steady state.
+ * Spare storage for one thread's connections: output blocks and message buffers. A
+ * connection takes what it needs when it has something to queue or assemble and gives it
+ * back when done, so idle connections hold none and a busy thread allocates nothing in
+ * steady state. Not thread-safe: one pool per thread.
  */
 class BufferPool {
 public:
-    explicit BufferPool(std::size_t maxBuffers = 256, std::size_t maxKeptCapacity = 256 * 1024)
-        : maxBuffers_(maxBuffers), maxKept_(maxKeptCapacity) {}
+    explicit BufferPool(std::size_t maxItems = 256, std::size_t maxKeptCapacity = 256 * 1024)
+        : maxItems_(maxItems), maxKept_(maxKeptCapacity) {}
 
     ByteBuffer acquire() {
-        if (free_.empty()) return {};
-        ByteBuffer b = std::move(free_.back());
-        free_.pop_back();
+        if (buffers_.empty()) return {};
+        ByteBuffer b = std::move(buffers_.back());
+        buffers_.pop_back();
         return b;
     }
     /** Takes a buffer back; one too large, or beyond the pool's count, is freed. */
     void release(ByteBuffer&& b) {
         if (b.capacity() == 0) return;
-        if (b.capacity() > maxKept_ || free_.size() >= maxBuffers_) {
+        if (b.capacity() > maxKept_ || buffers_.size() >= maxItems_) {
             b.release();
             return;
         }
         b.clear();
-        free_.push_back(std::move(b));
+        buffers_.push_back(std::move(b));
     }
-    std::size_t size() const noexcept { return free_.size(); }
+
+    std::unique_ptr<OutputBlock> acquireBlock() {
+        if (blocks_.empty()) return std::make_unique<OutputBlock>();
+        auto b = std::move(blocks_.back());
+        blocks_.pop_back();
+        return b;
+    }
+    void releaseBlock(std::unique_ptr<OutputBlock> b) {
+        if (!b || b->capacity() > maxKept_ || blocks_.size() >= maxItems_) return;
+        b->clear();
+        blocks_.push_back(std::move(b));
+    }
+
+    /** Spare items held. */
+    std::size_t size() const noexcept { return buffers_.size() + blocks_.size(); }
 
 private:
-    std::vector<ByteBuffer> free_;
-    std::size_t maxBuffers_;
+    std::vector<ByteBuffer> buffers_;
+    std::vector<std::unique_ptr<OutputBlock>> blocks_;
+    std::size_t maxItems_;
     std::size_t maxKept_;
 };
 
@@ -131,35 +164,36 @@ struct OutputView {
  * written ahead of queued data, but only at a frame boundary (RFC 6455 §5.4: control
  * frames may be injected between fragments, never inside a frame). Whole frames are
  * appended; the boundaries in the data queue are found again from the frame headers.
+ *
+ * An empty queue is one null pointer: its storage comes from the pool (or the heap)
+ * when something is queued and goes back once everything is written.
  */
 class OutputQueue {
 public:
-    explicit OutputQueue(BufferPool* pool) noexcept : pool_(pool) {}
-    ~OutputQueue();
+    OutputQueue() noexcept = default;
+    ~OutputQueue() = default;
     OutputQueue(const OutputQueue&) = delete;
     OutputQueue& operator=(const OutputQueue&) = delete;
 
     /** Room for one whole data frame of `n` bytes, to be filled by the caller. */
-    std::byte* appendData(std::size_t n);
+    std::byte* appendData(std::size_t n, BufferPool* pool);
     /** Room for one whole control frame of `n` bytes; it overtakes queued data. */
-    std::byte* appendControl(std::size_t n);
+    std::byte* appendControl(std::size_t n, BufferPool* pool);
 
     OutputView pending() const noexcept;
-    void consume(std::size_t n) noexcept;
+    /** `n` bytes of `pending()` were written; storage goes back to `pool` once all is. */
+    void consume(std::size_t n, BufferPool* pool) noexcept;
 
-    std::size_t size() const noexcept { return (data_.size() - dataSent_) + (ctrl_.size() - ctrlSent_); }
+    std::size_t size() const noexcept {
+        return b_ ? (b_->data.size() - b_->dataSent) + (b_->ctrl.size() - b_->ctrlSent) : 0;
+    }
     bool empty() const noexcept { return size() == 0; }
 
 private:
-    void recycle(ByteBuffer& b) noexcept;
+    OutputBlock& block(BufferPool* pool);
     std::size_t frameEndAfter(std::size_t offset) const noexcept;
 
-    BufferPool* pool_;
-    ByteBuffer data_;
-    ByteBuffer ctrl_;
-    std::size_t dataSent_ = 0;
-    std::size_t ctrlSent_ = 0;
-    mutable std::size_t dataBoundary_ = 0; ///< a frame boundary at or before dataSent_ (a cache)
+    std::unique_ptr<OutputBlock> b_;
 };
 
 } // namespace tongdao::protocol

@@ -45,7 +45,10 @@ public:
 /** libcrypto's CSPRNG, drawn in blocks per thread so a key costs a few nanoseconds. */
 MaskSource& secureMaskSource() noexcept;
 
-/** Limits and behaviour; each connection keeps a copy. */
+/**
+ * Limits and behaviour. Connections refer to it (one copy serves thousands), so it must
+ * outlive them; a temporary does not compile.
+ */
 struct ConnectionOptions {
     Role role = Role::server;
     std::size_t maxFrameSize = 16 * 1024 * 1024;   ///< larger frames fail with 1009
@@ -97,6 +100,7 @@ struct Event {
 class Connection {
 public:
     explicit Connection(const ConnectionOptions& options, std::unique_ptr<Extension> extension = nullptr);
+    Connection(const ConnectionOptions&&, std::unique_ptr<Extension> = nullptr) = delete; // would dangle
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
 
@@ -161,7 +165,7 @@ public:
     /** The bytes to write next, in order (control frames go ahead at frame boundaries). */
     OutputView pendingOutput() const noexcept { return out_.pending(); }
     /** Reports that `n` bytes of `pendingOutput()` were written. */
-    void consumeOutput(std::size_t n) noexcept { out_.consume(n); }
+    void consumeOutput(std::size_t n) noexcept { out_.consume(n, opts_->pool); }
     /** Bytes queued and not yet written: the connection's backpressure. */
     std::size_t bufferedAmount() const noexcept { return out_.size(); }
 
@@ -169,15 +173,15 @@ public:
 
     CloseState closeState() const noexcept { return closeState_; }
     bool isOpen() const noexcept { return closeState_ == CloseState::open; }
-    bool failed() const noexcept { return static_cast<bool>(status_.error); }
+    bool failed() const noexcept { return failure_ != 0; }
     /** We wait for the peer: its close frame, or (client) the server's TCP close. Arm a timer. */
     bool closeExpected() const noexcept;
     /** Nothing more will be sent or read: close the transport once output is written. */
     bool transportDone() const noexcept;
     /** The close code and reason to report; final once `closeState()` is `closed`. */
-    const CloseStatus& closeStatus() const noexcept { return status_; }
+    CloseStatus closeStatus() const;
 
-    Role role() const noexcept { return opts_.role; }
+    Role role() const noexcept { return opts_->role; }
     const Extension* extension() const noexcept { return ext_.get(); }
 
 private:
@@ -194,10 +198,12 @@ private:
     void queueClose(std::uint16_t code, std::string_view reason);
     std::error_code sendControl(Opcode op, Bytes payload);
 
-    ConnectionOptions opts_;
+    void setClose(std::uint16_t code, std::string_view reason, bool remote);
+
+    const ConnectionOptions* opts_;
     std::unique_ptr<Extension> ext_;
-    OutputQueue out_;
-    CloseStatus status_;
+    OutputQueue out_;                  ///< one pointer while idle
+    std::unique_ptr<std::string> closeReason_; ///< allocated only for a close with a reason
 
     // Input, current frame (rd = read side).
     MutableBytes rdIn_;
@@ -205,7 +211,10 @@ private:
     std::uint64_t rdMessageSize_ = 0;
     std::uint32_t rdMaskKey_ = 0;    ///< rotated as payload is unmasked
     ByteBuffer rdMessage_;           ///< an assembled message (split, fragmented or inflated)
-    ByteBuffer rdControl_;           ///< a control frame split across reads
+    std::unique_ptr<std::byte[]> rdControl_; ///< a control frame split across reads (rare)
+    std::uint16_t closeCode_ = CloseCode::abnormal;
+    std::uint8_t failure_ = 0;       ///< the tongdao::error we failed with, 0 if none
+    std::uint8_t rdControlSize_ = 0;
     Utf8Validator rdUtf8_;
     std::array<std::byte, maxFrameHeaderSize> rdSpill_{}; ///< a header split across reads
     std::uint8_t rdSpillSize_ = 0;
@@ -225,6 +234,7 @@ private:
     bool wrCloseSent_ = false;
     bool rdCloseReceived_ = false;
     bool eof_ = false;
+    bool closeRemote_ = false;
     CloseState closeState_ = CloseState::open;
 };
 

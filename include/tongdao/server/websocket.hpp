@@ -94,10 +94,10 @@ public:
      */
     bool publish(std::string_view topic, std::string_view message, MessageKind kind = MessageKind::text);
 
-    /** "ip:port" of the peer. */
-    const std::string& getRemoteAddress() const noexcept { return remote_; }
+    /** "ip:port" of the peer (asked of the kernel: empty once the connection is gone). */
+    std::string getRemoteAddress() const { return remoteAddress(); }
     /** The sub-protocol agreed on in the handshake, empty if none. */
-    const std::string& getProtocol() const noexcept { return protocol_; }
+    std::string_view getProtocol() const noexcept { return protocol_ ? std::string_view(*protocol_) : std::string_view{}; }
 
     /**
      * The user data given to `UpgradeResponse::accept`, or default-constructed for the
@@ -105,7 +105,7 @@ public:
      */
     template <class T>
     T* getUserData() const noexcept {
-        assert(!userData_ || !userType_ || *userType_ == typeid(T));
+        assert(!userData_ || checkUserType(typeid(T)));
         return static_cast<T*>(userData_);
     }
 
@@ -119,11 +119,9 @@ public:
     struct Init {
         detail::LoopContext* ctx;
         detail::Route* route;
-        std::string protocol;
-        std::string remote;
+        std::string protocol; ///< empty for none
         void* userData;
         void (*destroyUserData)(void*);
-        const std::type_info* userType;
         std::unique_ptr<protocol::Extension> extension;
     };
     WebSocket(net::Loop& loop, int fd, Init init);
@@ -147,22 +145,26 @@ private:
     void onFlush() override;
 
     void receive(protocol::MutableBytes data);
+    void queued();
     void flush();
+
+    /** Bytes queued in one turn before they are written without waiting for its end. */
+    static constexpr std::size_t corkLimit = 64 * 1024;
     void resetIdle();
     void finish(int code, std::string_view reason);
     void failByApp(const char* what);
+    bool checkUserType(const std::type_info& t) const noexcept;
     template <class F>
     void guarded(F&& f);
 
+    // Kept small: an idle connection is this object and nothing else (docs/PERFORMANCE.md).
     protocol::Connection engine_;
     detail::LoopContext* ctx_;
     detail::Route* route_;
     void* userData_ = nullptr;
     void (*destroyUserData_)(void*) = nullptr;
-    const std::type_info* userType_ = nullptr;
+    std::unique_ptr<const std::string> protocol_; ///< only when one was agreed on
     std::vector<std::pair<detail::Topic*, std::uint32_t>> topics_; ///< topic, our index in its list
-    std::string remote_;
-    std::string protocol_;
     std::uint32_t slot_ = 0;
     std::uint32_t generation_ = 0;
     bool opened_ = false;    ///< the open handler ran
