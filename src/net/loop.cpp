@@ -38,11 +38,29 @@ struct Loop::Impl {
 Loop::Loop(std::size_t index)
     // Scheduler locking stays on (post() comes from other threads); reactor I/O locking
     // is off: only this loop's thread touches its descriptors.
-    : io_(ASIO_CONCURRENCY_HINT_UNSAFE_IO), impl_(std::make_unique<Impl>(io_)), index_(index),
-      recv_(new std::byte[receiveBufferSize]) {
+    : owned_(std::make_unique<asio::io_context>(ASIO_CONCURRENCY_HINT_UNSAFE_IO)), io_(*owned_),
+      impl_(std::make_unique<Impl>(io_)), index_(index), recv_(new std::byte[receiveBufferSize]) {
     impl_->epfd = ::epoll_create1(EPOLL_CLOEXEC);
     if (impl_->epfd < 0) throw std::system_error(errno, std::system_category(), "epoll_create1");
     impl_->watcher.assign(impl_->epfd);
+}
+
+Loop::Loop(asio::io_context& external, std::size_t index)
+    : io_(external), impl_(std::make_unique<Impl>(io_)), index_(index), recv_(new std::byte[receiveBufferSize]) {
+    impl_->epfd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (impl_->epfd < 0) throw std::system_error(errno, std::system_category(), "epoll_create1");
+    impl_->watcher.assign(impl_->epfd);
+    arm();
+}
+
+bool Loop::isInLoopThread() const noexcept { return io_.get_executor().running_in_this_thread(); }
+
+void Loop::arm() {
+    // The epoll wait and the tick stay pending in the context across stop() and run().
+    if (armed_) return;
+    armed_ = true;
+    waitForEvents();
+    asio::post(io_, [this] { tick(); });
 }
 
 Loop::~Loop() {
@@ -61,8 +79,8 @@ void Loop::run() {
     Loop* outer = currentLoop;
     currentLoop = this;
     stopped_ = false;
-    waitForEvents();
-    tick();
+    io_.restart();
+    arm();
     for (;;) {
         try {
             io_.run();

@@ -41,11 +41,16 @@ public:
     static constexpr std::size_t receiveBufferSize = 512 * 1024;
 
     explicit Loop(std::size_t index = 0);
+    /**
+     * A loop on an `io_context` the application runs (and keeps alive). Its handlers run
+     * on whichever thread runs the context; `run()` must not be called.
+     */
+    explicit Loop(asio::io_context& external, std::size_t index = 0);
     ~Loop();
     Loop(const Loop&) = delete;
     Loop& operator=(const Loop&) = delete;
 
-    /** Runs on the calling thread until `stop()`. */
+    /** Runs on the calling thread until `stop()`; may be called again after. */
     void run();
     /** Makes `run()` return soon. Thread-safe. */
     void stop();
@@ -55,7 +60,7 @@ public:
 
     /** The loop running on this thread, or null. */
     static Loop* current() noexcept;
-    bool isInLoopThread() const noexcept { return current() == this; }
+    bool isInLoopThread() const noexcept;
 
     /**
      * Runs `f` on the loop's thread, after what is already queued. Thread-safe. What
@@ -113,12 +118,14 @@ public:
 
 private:
     struct Impl;
+    void arm();
     void waitForEvents();
     void onReady();
     void endTurn() noexcept;
     void tick();
 
-    asio::io_context io_;
+    std::unique_ptr<asio::io_context> owned_;
+    asio::io_context& io_;
     std::unique_ptr<Impl> impl_;
     std::size_t index_;
     std::unique_ptr<std::byte[]> recv_;
@@ -129,6 +136,7 @@ private:
     std::vector<std::function<void()>> tickHooks_;
     std::uint32_t now_ = 0;
     int turnDepth_ = 0;
+    bool armed_ = false;
     std::atomic<bool> stopped_{false};
 };
 
