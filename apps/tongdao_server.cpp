@@ -14,7 +14,7 @@ namespace {
 
 void usage(FILE* out) {
     std::fputs("usage: tongdao-server [--host 127.0.0.1] [--port 8080] [--threads N] [--max-payload BYTES]\n"
-               "                      [--idle-timeout S] [--log-level error|warn|info|debug]\n"
+               "                      [--idle-timeout S] [--deflate off|shared|dedicated] [--log-level error|warn|info|debug]\n"
                "\n"
                "Serves WebSocket echo at /echo, 200 ok at /health and Prometheus metrics at /metrics.\n",
                out);
@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
     tongdao::ServerOptions options;
     std::size_t maxPayload = 16 * 1024 * 1024;
     std::uint32_t idleTimeout = 120;
+    tongdao::Compression deflate = tongdao::Compression::shared;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         auto value = [&]() -> std::string_view {
@@ -47,7 +48,13 @@ int main(int argc, char** argv) {
         else if (arg == "--threads") ok = parseNumber(value(), options.threads);
         else if (arg == "--max-payload") ok = parseNumber(value(), maxPayload);
         else if (arg == "--idle-timeout") ok = parseNumber(value(), idleTimeout);
-        else if (arg == "--log-level") {
+        else if (arg == "--deflate") {
+            const auto v = value();
+            if (v == "off") deflate = tongdao::Compression::off;
+            else if (v == "shared") deflate = tongdao::Compression::shared;
+            else if (v == "dedicated") deflate = tongdao::Compression::dedicated;
+            else ok = false;
+        } else if (arg == "--log-level") {
             const auto level = tongdao::parseLogLevel(value());
             ok = level.has_value();
             if (ok) tongdao::setLogLevel(*level);
@@ -71,6 +78,7 @@ int main(int argc, char** argv) {
         .idleTimeout = idleTimeout,
         // Echoed text was checked on the way in; checking it again would only cost time.
         .validateOutgoingText = false,
+        .compression = deflate,
         // Conformance suites offer sub-protocols; agree to the first one offered.
         .upgrade = [](tongdao::UpgradeRequest& req, tongdao::UpgradeResponse& res) {
             res.accept(req.protocols().empty() ? std::string_view{} : req.protocols().front());

@@ -55,6 +55,7 @@ void ClientSocket::onData(protocol::MutableBytes data) {
             return;
         }
         open_ = true;
+        engine_.setExtension(handshake_->takeExtension());
         task_->opened(*this, handshake_->response());
         if (done_) return; // closed from onOpen
         data = data.subspan(used); // frames that came with the 101

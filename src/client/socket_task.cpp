@@ -1,6 +1,7 @@
 #include "task.hpp"
 
 #include "tongdao/log.hpp"
+#include "tongdao/protocol/permessage_deflate.hpp"
 #include "tongdao/protocol/utf8.hpp"
 
 #include <arpa/inet.h>
@@ -191,6 +192,7 @@ void TaskImpl::connected(ClientSocket& s) {
     req.host = url_->hostHeader;
     req.target = url_->target;
     req.protocols = options_.protocols;
+    if (options_.perMessageDeflate) req.extensions.push_back(std::make_shared<protocol::ClientDeflateFactory>());
     bool userAgent = false;
     for (const auto& [name, value] : options_.header) {
         req.headers.emplace_back(name, value);

@@ -123,7 +123,9 @@ ParseStatus HeadParser::fail(tongdao::error e) {
 }
 
 // Appends bytes up to and including the empty line that ends the head. Lines end in
-// LF, optionally preceded by CR (RFC 9112 §2.2 lets a recipient accept a bare LF).
+// LF, optionally preceded by CR (RFC 9112 §2.2 lets a recipient accept a bare LF). Each
+// line is checked as soon as it is complete, so garbage is refused at its first line
+// rather than when a blank line, the size limit or a timeout comes.
 ParseStatus HeadParser::collect(Bytes in, std::size_t& consumed) {
     consumed = 0;
     if (status_ != ParseStatus::needMore) return status_;
@@ -140,16 +142,38 @@ ParseStatus HeadParser::collect(Bytes in, std::size_t& consumed) {
         head_.append(p + i, end - i);
         i = end;
         if (!nl) break;
-        const std::size_t len = head_.size();
-        // RFC 9112 §2.2: a server SHOULD ignore empty lines before the request line.
-        if (len == 1 || (len == 2 && head_[0] == '\r')) {
-            head_.clear();
-            continue;
+        std::string_view line(head_.data() + lineStart_, head_.size() - lineStart_ - 1);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (line.find('\r') != std::string_view::npos) {
+            consumed = i;
+            return fail(tongdao::error::httpMalformed); // a bare CR (RFC 9112 §2.2)
         }
-        if (head_[len - 2] == '\n' || (len >= 3 && head_[len - 2] == '\r' && head_[len - 3] == '\n')) {
+        if (line.empty()) {
+            if (lines_ == 0) { // RFC 9112 §2.2: empty lines before the start line are ignored
+                head_.clear();
+                lineStart_ = 0;
+                continue;
+            }
             consumed = i;
             return ParseStatus::done;
         }
+        std::string_view name, value;
+        const bool ok = lines_ == 0 ? (requestMode_ ? parseRequestLine(line) : parseStatusLine(line))
+                                    : checkFieldLine(line, name, value);
+        // The start line was parsed into views of head_, which may still move: the views
+        // are made again once the head is whole.
+        request_ = Request{};
+        response_ = Response{};
+        if (!ok) {
+            consumed = i;
+            return fail(tongdao::error::httpMalformed);
+        }
+        if (lines_ > limits_.maxHeaders) {
+            consumed = i;
+            return fail(tongdao::error::tooManyHeaders);
+        }
+        ++lines_;
+        lineStart_ = head_.size();
     }
     consumed = n;
     return ParseStatus::needMore;
@@ -186,6 +210,16 @@ bool HeadParser::parseStatusLine(std::string_view line) {
     return true;
 }
 
+bool HeadParser::checkFieldLine(std::string_view line, std::string_view& name, std::string_view& value) {
+    // RFC 9112 §5.2: obs-fold is rejected; §5.1: no whitespace before the colon.
+    if (line.front() == ' ' || line.front() == '\t') return false;
+    const auto colon = line.find(':');
+    if (colon == std::string_view::npos) return false;
+    name = line.substr(0, colon);
+    value = trimOws(line.substr(colon + 1));
+    return isToken(name) && isFieldValue(value);
+}
+
 bool HeadParser::parseFields(std::string_view fields, HeaderList& out) {
     while (!fields.empty()) {
         auto eol = fields.find('\n');
@@ -193,13 +227,8 @@ bool HeadParser::parseFields(std::string_view fields, HeaderList& out) {
         fields.remove_prefix(eol + 1);
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         if (line.empty()) break; // the empty line that ends the head
-        // RFC 9112 §5.2: obs-fold is rejected; §5.1: no whitespace before the colon.
-        if (line.front() == ' ' || line.front() == '\t') return false;
-        const auto colon = line.find(':');
-        if (colon == std::string_view::npos) return false;
-        const auto name = line.substr(0, colon);
-        const auto value = trimOws(line.substr(colon + 1));
-        if (!isToken(name) || !isFieldValue(value)) return false;
+        std::string_view name, value;
+        if (!checkFieldLine(line, name, value)) return false;
         if (out.size() == limits_.maxHeaders) {
             error_ = tongdao::error::tooManyHeaders;
             return false;
@@ -223,6 +252,7 @@ bool splitStartLine(std::string_view head, std::string_view& line, std::string_v
 } // namespace
 
 ParseStatus HeadParser::feedRequest(Bytes in, std::size_t& consumed) {
+    requestMode_ = true;
     if (collect(in, consumed) != ParseStatus::done || status_ != ParseStatus::needMore) return status_;
     std::string_view line, rest;
     if (!splitStartLine(head_, line, rest) || !parseRequestLine(line) ||
@@ -232,6 +262,7 @@ ParseStatus HeadParser::feedRequest(Bytes in, std::size_t& consumed) {
 }
 
 ParseStatus HeadParser::feedResponse(Bytes in, std::size_t& consumed) {
+    requestMode_ = false;
     if (collect(in, consumed) != ParseStatus::done || status_ != ParseStatus::needMore) return status_;
     std::string_view line, rest;
     if (!splitStartLine(head_, line, rest) || !parseStatusLine(line) ||

@@ -3,6 +3,7 @@
 
 #include "tongdao/net/loop.hpp"
 #include "tongdao/net/socket.hpp"
+#include "tongdao/protocol/permessage_deflate.hpp"
 #include "tongdao/server/server.hpp"
 
 #include <atomic>
@@ -50,6 +51,8 @@ struct Route {
     const std::type_info* userType = nullptr;
     protocol::ConnectionOptions engine; ///< limits for the engine
     std::vector<protocol::ConnectionOptions> enginePerLoop; ///< the same, with each loop's pool
+    std::vector<std::unique_ptr<protocol::SharedDeflate>> sharedDeflate; ///< per loop (shared mode)
+    std::vector<std::shared_ptr<const protocol::ServerExtensionFactory>> deflate; ///< per loop; empty when off
     std::atomic<std::size_t> connections{0};
 };
 
@@ -78,6 +81,8 @@ struct LoopContext {
 
     std::unordered_map<std::string, std::unique_ptr<Topic>, StringHash, std::equal_to<>> topics;
     protocol::ByteBuffer publishFrame; ///< a published message, framed once for the whole loop
+    /** The same, compressed once per shared compressor that has subscribers. */
+    std::vector<std::pair<const protocol::SharedDeflate*, protocol::ByteBuffer>> publishCompressed;
 
     /** Handles: slot -> socket and generation; a freed slot bumps its generation. */
     std::vector<std::pair<WebSocket*, std::uint32_t>> slots;

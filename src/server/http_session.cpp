@@ -148,6 +148,7 @@ void HttpSession::upgrade(const http::Request& req, Route& route) {
     route_ = &route;
     key_ = std::string(info.key);
     offered_.assign(info.protocols.begin(), info.protocols.end());
+    extensionOffers_ = std::move(info.extensions);
     pending_ = std::make_shared<PendingUpgrade>();
     pending_->session = this;
     pending_->loop = &ctx_.loop;
@@ -155,7 +156,7 @@ void HttpSession::upgrade(const http::Request& req, Route& route) {
     if (!route.behavior.upgrade) return acceptUpgrade({});
 
     auto pending = pending_; // the handler may answer (and end this upgrade) synchronously
-    UpgradeRequest request(req, info.protocols, remoteAddress());
+    UpgradeRequest request(req, std::vector<std::string_view>(offered_.begin(), offered_.end()), remoteAddress());
     try {
         UpgradeResponse response(pending);
         route.behavior.upgrade(request, response);
@@ -175,13 +176,19 @@ void HttpSession::acceptUpgrade(std::string_view protocol) {
     }
     auto& p = *pending_;
     WebSocket::Init init{&ctx_, route_, std::string(protocol), p.userData, p.destroyUserData, nullptr};
+    std::string extensions;
+    if (!route_->deflate.empty() && !extensionOffers_.empty()) {
+        auto agreed = protocol::negotiateExtensions(extensionOffers_, {route_->deflate[ctx_.loop.index()]});
+        extensions = std::move(agreed.header);
+        init.extension = std::move(agreed.extension);
+    }
     p.userData = nullptr; // now the WebSocket's
     if (!init.userData && route_->makeUserData) {
         init.userData = route_->makeUserData();
         init.destroyUserData = route_->destroyUserData;
     }
     init_.emplace(std::move(init));
-    std::string response = protocol::acceptResponse(key_, protocol, {}, p.headers);
+    std::string response = protocol::acceptResponse(key_, protocol, extensions, p.headers);
     p.answered = true;
     p.session = nullptr;
     pending_.reset();

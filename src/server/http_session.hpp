@@ -51,6 +51,7 @@ private:
     std::shared_ptr<PendingUpgrade> pending_;
     std::string key_;
     std::vector<std::string> offered_;
+    std::vector<protocol::ExtensionItem> extensionOffers_;
     std::optional<WebSocket::Init> init_; ///< set once accepted: the WebSocket to make after the 101
 };
 

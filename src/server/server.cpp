@@ -133,18 +133,50 @@ void LoopContext::dropTopicIfEmpty(Topic* t) {
 void LoopContext::publishLocal(std::string_view name, std::string_view message, MessageKind kind, WebSocket* except) {
     Topic* t = topic(name, false);
     if (!t || t->subscribers.empty()) return;
+    const auto payload = protocol::asBytes(message);
     // Framed once for the whole loop: a server frame is the same bytes for every peer.
-    publishFrame.clear();
-    std::byte* h = publishFrame.extend(protocol::maxFrameHeaderSize);
-    const std::size_t hs =
-        protocol::writeFrameHeader(h, true, 0, protocol::toOpcode(kind), message.size(), false, 0);
-    publishFrame.resize(hs);
-    publishFrame.append(protocol::asBytes(message));
-    const auto frame = publishFrame.view();
+    auto frameInto = [&](protocol::ByteBuffer& out, protocol::Bytes body, std::uint8_t rsv) {
+        out.clear();
+        std::byte* h = out.extend(protocol::maxFrameHeaderSize);
+        const std::size_t hs = protocol::writeFrameHeader(h, true, rsv, protocol::toOpcode(kind), body.size(), false, 0);
+        out.resize(hs);
+        out.append(body);
+    };
+    bool plainReady = false;
+    publishCompressed.clear();
+    const std::size_t loopIndex = loop.index();
     // Sending never unsubscribes anyone (a full backlog ends the connection later), so
     // the list stays as it is while we walk it.
-    for (const auto& [ws, index] : t->subscribers)
-        if (ws != except) ws->sendFramed(frame);
+    for (const auto& [ws, index] : t->subscribers) {
+        if (ws == except) continue;
+        const protocol::Extension* ext = ws->extension();
+        const auto& shared = ws->route().sharedDeflate;
+        protocol::SharedDeflate* sd = shared.empty() ? nullptr : shared[loopIndex].get();
+        if (ext && !(sd && protocol::usesSharedDeflate(ext, sd))) {
+            ws->send(message, kind); // its own compressor, with its own context
+            continue;
+        }
+        if (ext && message.size() >= sd->options().threshold) {
+            // Compressed once per shared compressor, for all its connections on this loop.
+            auto it = std::find_if(publishCompressed.begin(), publishCompressed.end(),
+                                   [sd](const auto& e) { return e.first == sd; });
+            if (it == publishCompressed.end()) {
+                publishCompressed.emplace_back(sd, protocol::ByteBuffer{});
+                it = publishCompressed.end() - 1;
+                const auto packed = sd->compress(payload);
+                if (packed.size() < message.size()) frameInto(it->second, packed, protocol::Rsv::rsv1);
+            }
+            if (!it->second.empty()) {
+                ws->sendFramed(it->second.view());
+                continue;
+            }
+        }
+        if (!plainReady) {
+            frameInto(publishFrame, payload, 0);
+            plainReady = true;
+        }
+        ws->sendFramed(publishFrame.view());
+    }
 }
 
 } // namespace detail
@@ -221,9 +253,21 @@ void Server::listen() {
     for (unsigned i = 0; i < n; ++i) impl.loops.push_back(std::make_unique<LoopContext>(impl, i));
     for (auto& route : impl.routes) {
         // Each loop's connections share one copy of the engine options, with its pool.
+        const auto& b = route->behavior;
+        protocol::DeflateOptions d;
+        d.level = b.compressLevel;
+        d.threshold = b.compressThreshold;
+        d.maxWindowBits = b.compressWindowBits;
         for (auto& ctx : impl.loops) {
             route->enginePerLoop.push_back(route->engine);
             route->enginePerLoop.back().pool = &ctx->loop.bufferPool();
+            if (b.compression == Compression::shared) {
+                route->sharedDeflate.push_back(std::make_unique<protocol::SharedDeflate>(d));
+                route->deflate.push_back(
+                    std::make_shared<protocol::ServerDeflateFactory>(d, route->sharedDeflate.back().get()));
+            } else if (b.compression == Compression::dedicated) {
+                route->deflate.push_back(std::make_shared<protocol::ServerDeflateFactory>(d));
+            }
         }
     }
     std::uint16_t port = impl.options.port;

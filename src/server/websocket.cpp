@@ -212,6 +212,7 @@ SendStatus WebSocket::send(std::string_view message, MessageKind kind) {
     const std::size_t backlog = engine_.bufferedAmount();
     if (backlog > b.maxBackpressure) {
         ctx_->stats.backpressureDrops.add();
+        wantDrain_ = true;
         if (b.closeOnBackpressureLimit) end(protocol::CloseCode::policyViolation, "backpressure limit");
         return SendStatus::dropped;
     }
@@ -220,7 +221,9 @@ SendStatus WebSocket::send(std::string_view message, MessageKind kind) {
     ctx_->stats.bytesOut.add(message.size());
     const bool hadBacklog = writePending(); // the kernel refused earlier data
     queued();
-    return hadBacklog ? SendStatus::backpressure : SendStatus::success;
+    if (!hadBacklog) return SendStatus::success;
+    wantDrain_ = true;
+    return SendStatus::backpressure;
 }
 
 void WebSocket::queued() {
@@ -236,6 +239,7 @@ bool WebSocket::sendFramed(protocol::Bytes frame) {
     const auto& b = route_->behavior;
     if (engine_.bufferedAmount() > b.maxBackpressure) {
         ctx_->stats.backpressureDrops.add();
+        wantDrain_ = true;
         if (b.closeOnBackpressureLimit) end(protocol::CloseCode::policyViolation, "backpressure limit");
         return false;
     }
@@ -245,7 +249,21 @@ bool WebSocket::sendFramed(protocol::Bytes frame) {
     return true;
 }
 
-void WebSocket::onFlush() { flush(); }
+void WebSocket::onFlush() {
+    const std::size_t before = engine_.bufferedAmount();
+    flush();
+    // A sender told `backpressure` or `dropped` waits for drain; when the end-of-turn
+    // write takes the backlog down (no writable event will come), drain is due too. It
+    // runs in a turn of its own, so a drain handler that sends cannot loop within this one.
+    if (wantDrain_ && !finished_ && engine_.bufferedAmount() < before && route_->behavior.drain) {
+        wantDrain_ = false;
+        ctx_->loop.post([h = handle()] {
+            h.post([](WebSocket& ws) {
+                if (ws.route_->behavior.drain && !ws.appFailed_) ws.guarded([&] { ws.route_->behavior.drain(ws); });
+            });
+        });
+    }
+}
 
 void WebSocket::flush() {
     if (finished_) return;
@@ -271,8 +289,10 @@ void WebSocket::flush() {
 void WebSocket::onWritable() {
     const std::size_t before = engine_.bufferedAmount();
     flush();
-    if (!finished_ && engine_.bufferedAmount() < before && route_->behavior.drain && !appFailed_)
+    if (!finished_ && engine_.bufferedAmount() < before && route_->behavior.drain && !appFailed_) {
+        wantDrain_ = false;
         guarded([&] { route_->behavior.drain(*this); });
+    }
 }
 
 // --- pub/sub --------------------------------------------------------------------------

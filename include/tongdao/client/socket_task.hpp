@@ -43,7 +43,7 @@ using SocketData = std::variant<std::string, ArrayBuffer>;
 
 /** The argument of `success`, `fail` and `complete`. */
 struct GeneralCallbackResult {
-    std::string errMsg; ///< "connectSocket:ok", "sendSocketMessage:fail WebSocket is not connected", ...
+    std::string errMsg = {}; ///< "connectSocket:ok", "sendSocketMessage:fail WebSocket is not connected", ...
 };
 
 using Callback = std::function<void(const GeneralCallbackResult&)>;
@@ -61,18 +61,18 @@ struct SocketProfile {
 };
 
 struct OnOpenResult {
-    std::map<std::string, std::string> header; ///< the 101 response's header fields (names as sent)
-    SocketProfile profile;
+    std::map<std::string, std::string> header = {}; ///< the 101 response's header fields (names as sent)
+    SocketProfile profile = {};
 };
 struct OnMessageResult {
-    SocketData data;
+    SocketData data = {};
 };
 struct OnErrorResult {
-    std::string errMsg;
+    std::string errMsg = {};
 };
 struct OnCloseResult {
     int code = 1000;    ///< the close code: the server's, ours, or 1006 without a closing handshake
-    std::string reason;
+    std::string reason = {};
 };
 
 /** Reconnection after an abnormal close (beyond the mini-program; off by default). */
@@ -92,17 +92,17 @@ struct HeartbeatOptions {
 
 /** `wx.connectSocket`'s options, and a few of tongdao's own (marked). */
 struct ConnectSocketOptions {
-    std::string url;                           ///< ws:// or wss://
-    std::map<std::string, std::string> header; ///< extra request header fields; Referer is not allowed
-    std::vector<std::string> protocols;        ///< sub-protocols to offer
+    std::string url = {};                           ///< ws:// or wss://
+    std::map<std::string, std::string> header = {}; ///< extra request header fields; Referer is not allowed
+    std::vector<std::string> protocols = {};        ///< sub-protocols to offer
     bool tcpNoDelay = false;
     bool perMessageDeflate = false;
     int timeout = 60000;                       ///< ms; covers DNS, TCP, TLS and handshake; at most 60000
     bool forceCellularNetwork = false;         ///< accepted; has no effect here (no cellular choice)
     std::string method = "GET";                ///< legacy option: only GET is allowed
-    std::map<std::string, std::string> data;   ///< legacy option: accepted and ignored, as the runtime does
-    std::string appid;                         ///< with `version`: Referer https://servicewechat.com/{appid}/{version}/page-frame.html
-    std::string version;
+    std::map<std::string, std::string> data = {};   ///< legacy option: accepted and ignored, as the runtime does
+    std::string appid = {};                         ///< with `version`: Referer https://servicewechat.com/{appid}/{version}/page-frame.html
+    std::string version = {};
     Callback success = {};
     Callback fail = {};
     Callback complete = {};
@@ -114,11 +114,11 @@ struct ConnectSocketOptions {
     HeartbeatOptions heartbeat = {};
     /** Verify the server's certificate (wss://); see docs/CLIENT.md. */
     bool tlsVerify = true;
-    std::string tlsCaFile;                     ///< trust these CAs instead of the system's
+    std::string tlsCaFile = {};                     ///< trust these CAs instead of the system's
 };
 
 struct SendOptions {
-    SocketData data;
+    SocketData data = {};
     Callback success = {};
     Callback fail = {};
     Callback complete = {};
@@ -126,7 +126,7 @@ struct SendOptions {
 
 struct CloseOptions {
     int code = 1000;      ///< 1000 or 3000-4999
-    std::string reason;   ///< UTF-8, at most 123 bytes
+    std::string reason = {};   ///< UTF-8, at most 123 bytes
     Callback success = {};
     Callback fail = {};
     Callback complete = {};

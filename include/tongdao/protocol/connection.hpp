@@ -183,6 +183,8 @@ public:
 
     Role role() const noexcept { return opts_->role; }
     const Extension* extension() const noexcept { return ext_.get(); }
+    /** Installs the extension the handshake agreed on; before the first frame only. */
+    void setExtension(std::unique_ptr<Extension> ext) noexcept { ext_ = std::move(ext); }
 
 private:
     enum class Step : std::uint8_t { more, event, next };

@@ -106,12 +106,15 @@ private:
     ParseStatus collect(Bytes in, std::size_t& consumed);
     ParseStatus fail(tongdao::error e);
     bool parseFields(std::string_view fields, HeaderList& out);
+    static bool checkFieldLine(std::string_view line, std::string_view& name, std::string_view& value);
     bool parseRequestLine(std::string_view line);
     bool parseStatusLine(std::string_view line);
 
     Limits limits_;
     std::string head_;
-    std::size_t scanned_ = 0;
+    std::size_t lineStart_ = 0; ///< where the line being collected starts in head_
+    std::size_t lines_ = 0;     ///< complete lines so far, start line included
+    bool requestMode_ = true;
     ParseStatus status_ = ParseStatus::needMore;
     std::error_code error_;
     Request request_;

@@ -61,8 +61,8 @@ private:
 /** The response an HTTP handler fills in. */
 struct HttpResponse {
     int status = 200;
-    protocol::http::HeaderFields headers; ///< Content-Length is added; add Content-Type
-    std::string body;
+    protocol::http::HeaderFields headers = {}; ///< Content-Length is added; add Content-Type
+    std::string body = {};
 
     HttpResponse& setHeader(std::string name, std::string value) {
         headers.emplace_back(std::move(name), std::move(value));

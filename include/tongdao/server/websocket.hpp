@@ -131,6 +131,7 @@ public:
     /** Queues a frame already made for this kind of connection (pub/sub fan-out). */
     bool sendFramed(protocol::Bytes frame);
     detail::Route& route() const noexcept { return *route_; }
+    const protocol::Extension* extension() const noexcept { return engine_.extension(); }
 
 private:
     struct Events;
@@ -171,6 +172,7 @@ private:
     bool finished_ = false;  ///< the close handler ran
     bool appFailed_ = false; ///< a handler threw: no more handler calls but close
     bool pingSent_ = false;  ///< an automatic ping is waiting for an answer
+    bool wantDrain_ = false; ///< a send was told backpressure or dropped: drain is owed
     bool draining_ = false;  ///< the transport is done: waiting for the peer's FIN
 };
 
