@@ -1,0 +1,307 @@
+"""Helpers shared by the Python interop and abuse tests: start and stop interop_server,
+raw HTTP/WebSocket bytes over plain sockets, and a tiny check runner.
+
+Every wait here is bounded; the server is stopped by its pid (SIGTERM, then SIGKILL).
+"""
+
+import base64
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import traceback
+
+SKIP = 77  # ctest SKIP_RETURN_CODE
+
+
+def server_path(argv):
+    """The interop_server binary: first argument, else $INTEROP_SERVER."""
+    path = argv[1] if len(argv) > 1 else os.environ.get("INTEROP_SERVER", "")
+    if not path or not os.access(path, os.X_OK):
+        print(f"interop_server not found (got {path!r}); pass it as the first argument "
+              "or in INTEROP_SERVER", file=sys.stderr)
+        sys.exit(2)
+    return path
+
+
+class Server:
+    """interop_server on 127.0.0.1 and a free port, stopped on exit (also on failure)."""
+
+    def __init__(self, path, *args, start_timeout=20.0):
+        self.proc = subprocess.Popen([path, *args], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self.pid = self.proc.pid
+        self.port = None
+        self.exit_code = None
+        deadline = time.monotonic() + start_timeout
+        line = b""
+        fd = self.proc.stdout.fileno()
+        try:
+            while not line.endswith(b"\n"):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError("interop_server printed no PORT line in time")
+                ready, _, _ = select.select([fd], [], [], left)
+                if not ready:
+                    continue
+                chunk = os.read(fd, 1)
+                if not chunk:
+                    raise RuntimeError(f"interop_server exited before listening (status {self.proc.wait(5)})")
+                line += chunk
+            words = line.decode().split()
+            if len(words) != 2 or words[0] != "PORT":
+                raise RuntimeError(f"unexpected first line from interop_server: {line!r}")
+            self.port = int(words[1])
+        except BaseException:
+            self.stop()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, term_timeout=15.0):
+        """SIGTERM, wait (bounded), then SIGKILL. Returns the exit status."""
+        if self.exit_code is not None:
+            return self.exit_code
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(term_timeout)
+            except subprocess.TimeoutExpired:
+                print(f"interop_server {self.pid} ignored SIGTERM for {term_timeout}s: SIGKILL", file=sys.stderr)
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.exit_code = self.proc.returncode
+        try:
+            self.proc.stdout.close()
+        except OSError:
+            pass
+        return self.exit_code
+
+    # --- /proc views of the server ---------------------------------------------------
+    def rss_kib(self):
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def fd_count(self):
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+
+# --- raw HTTP ------------------------------------------------------------------------
+
+def connect(port, host="127.0.0.1", timeout=10.0, source=None):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    if source:
+        s.bind((source, 0))
+    s.connect((host, port))
+    return s
+
+
+def read_head(sock, timeout=10.0):
+    """Reads an HTTP response head; returns (status, headers dict lower-case, extra bytes)."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\r\n\r\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no complete response head in {timeout}s (got {data[:200]!r})")
+        sock.settimeout(left)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"connection closed before a complete response head (got {data[:200]!r})")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    status = int(parts[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.setdefault(name.strip().lower(), value.strip())
+    return status, headers, rest
+
+
+def read_until_closed(sock, timeout=10.0, initial=b""):
+    """Reads until the peer closes; returns everything. Raises TimeoutError if it does not."""
+    deadline = time.monotonic() + timeout
+    data = initial
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"peer did not close within {timeout}s")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def http_get(port, path, timeout=10.0):
+    """A GET with Connection: close; returns (status, headers, body)."""
+    with connect(port, timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+        status, headers, rest = read_head(s, timeout)
+        body = read_until_closed(s, timeout, rest)
+        if "content-length" in headers:
+            body = body[: int(headers["content-length"])]
+        return status, headers, body
+
+
+def metrics(port):
+    status, _, body = http_get(port, "/metrics")
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}")
+    out = {}
+    for line in body.decode().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        out[name] = int(value)
+    return out
+
+
+def upgrade_request(port, path, key=None, extra=""):
+    key = key or base64.b64encode(os.urandom(16)).decode()
+    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
+
+
+def raw_websocket(port, path, timeout=10.0, source=None):
+    """A raw socket that completed the opening handshake; returns (socket, leftover bytes)."""
+    s = connect(port, timeout=timeout, source=source)
+    try:
+        s.sendall(upgrade_request(port, path))
+        status, _, rest = read_head(s, timeout)
+        if status != 101:
+            raise RuntimeError(f"upgrade to {path} answered {status}")
+        return s, rest
+    except BaseException:
+        s.close()
+        raise
+
+
+# --- raw frames (client side: masked) ---------------------------------------------------
+
+def frame(opcode, payload=b"", fin=True, mask=True):
+    head = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    m = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([m | n])
+    elif n < 65536:
+        head += bytes([m | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([m | 127]) + struct.pack("!Q", n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return head + key + masked
+
+
+def close_frame(code, reason=b""):
+    return frame(0x8, struct.pack("!H", code) + reason)
+
+
+def read_frame(sock, buf=b"", timeout=10.0):
+    """Reads one (unmasked, server) frame; returns (fin, opcode, payload, rest)."""
+    deadline = time.monotonic() + timeout
+
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no complete frame in time")
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed in the middle of a frame (have {buf[:40]!r})")
+            buf += chunk
+
+    need(2)
+    fin = bool(buf[0] & 0x80)
+    opcode = buf[0] & 0x0F
+    if buf[1] & 0x80:
+        raise RuntimeError("server frame is masked")
+    n = buf[1] & 0x7F
+    pos = 2
+    if n == 126:
+        need(4)
+        n = struct.unpack("!H", buf[2:4])[0]
+        pos = 4
+    elif n == 127:
+        need(10)
+        n = struct.unpack("!Q", buf[2:10])[0]
+        pos = 10
+    need(pos + n)
+    return fin, opcode, buf[pos:pos + n], buf[pos + n:]
+
+
+def parse_close(payload):
+    if len(payload) < 2:
+        return 1005, ""
+    return struct.unpack("!H", payload[:2])[0], payload[2:].decode("utf-8", "replace")
+
+
+# --- checks ---------------------------------------------------------------------------
+
+class Checks:
+    """Runs named checks, prints PASS/FAIL per check and a summary; failures don't stop the run."""
+
+    def __init__(self, title):
+        self.title = title
+        self.failed = []
+        self.passed = 0
+
+    def run(self, name, fn, *args):
+        start = time.monotonic()
+        try:
+            detail = fn(*args)
+        except Exception as e:  # noqa: BLE001 - a failing check reports and the run goes on
+            self.failed.append(name)
+            print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
+            traceback.print_exc(limit=3, file=sys.stdout)
+            return False
+        self.passed += 1
+        took = time.monotonic() - start
+        print(f"PASS {name} ({took:.2f}s){': ' + detail if isinstance(detail, str) and detail else ''}",
+              flush=True)
+        return True
+
+    def finish(self):
+        print(f"{self.title}: {self.passed} passed, {len(self.failed)} failed", flush=True)
+        for name in self.failed:
+            print(f"  failed: {name}", flush=True)
+        return 1 if self.failed else 0
+
+
+def expect(cond, message):
+    if not cond:
+        raise AssertionError(message)
+
+
+def expect_eq(got, want, what):
+    if got != want:
+        g, w = repr(got), repr(want)
+        raise AssertionError(f"{what}: got {g[:200]}, want {w[:200]}")
