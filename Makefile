@@ -38,8 +38,10 @@ build: deps-build $(RELEASE)/build.ninja
 asan: deps $(ASAN)/build.ninja
 	cmake --build $(ASAN) -j $(JOBS)
 
+# Plain WebSocket on 8080, TLS on 8443 with a throwaway CA made into build/certs.
 run: build
-	$(RELEASE)/bin/tongdao-server $(RUN_ARGS)
+	@scripts/make-test-certs.sh build/certs
+	$(RELEASE)/bin/tongdao-server --tls-cert build/certs/server.pem --tls-key build/certs/server.key $(RUN_ARGS)
 
 # Unit, interop and fuzz-smoke tests under ASan + UBSan; then what needs a Release build.
 test: deps

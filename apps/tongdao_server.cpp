@@ -9,12 +9,14 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace {
 
 void usage(FILE* out) {
     std::fputs("usage: tongdao-server [--host 127.0.0.1] [--port 8080] [--threads N] [--max-payload BYTES]\n"
                "                      [--idle-timeout S] [--deflate off|shared|dedicated] [--log-level error|warn|info|debug]\n"
+               "                      [--tls-cert PEM --tls-key PEM]... [--tls-port 8443]\n"
                "\n"
                "Serves WebSocket echo at /echo, 200 ok at /health and Prometheus metrics at /metrics.\n",
                out);
@@ -33,6 +35,7 @@ int main(int argc, char** argv) {
     std::size_t maxPayload = 16 * 1024 * 1024;
     std::uint32_t idleTimeout = 120;
     tongdao::Compression deflate = tongdao::Compression::shared;
+    std::vector<std::string> certs, keys;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         auto value = [&]() -> std::string_view {
@@ -48,6 +51,9 @@ int main(int argc, char** argv) {
         else if (arg == "--threads") ok = parseNumber(value(), options.threads);
         else if (arg == "--max-payload") ok = parseNumber(value(), maxPayload);
         else if (arg == "--idle-timeout") ok = parseNumber(value(), idleTimeout);
+        else if (arg == "--tls-cert") certs.emplace_back(value());
+        else if (arg == "--tls-key") keys.emplace_back(value());
+        else if (arg == "--tls-port") ok = parseNumber(value(), options.tlsPort);
         else if (arg == "--deflate") {
             const auto v = value();
             if (v == "off") deflate = tongdao::Compression::off;
@@ -72,6 +78,12 @@ int main(int argc, char** argv) {
         }
     }
 
+    if (certs.size() != keys.size()) {
+        std::fprintf(stderr, "tongdao-server: give one --tls-key for each --tls-cert\n");
+        return 2;
+    }
+    for (std::size_t i = 0; i < certs.size(); ++i) options.tls.certificates.push_back({certs[i], keys[i]});
+
     tongdao::Server server(options);
     server.ws("/echo", {
         .maxPayloadLength = maxPayload,
@@ -90,7 +102,7 @@ int main(int argc, char** argv) {
         res.setHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     });
     try {
-        server.listen();
+        server.listen(); // also loads the certificates
     } catch (const std::exception& e) {
         std::fprintf(stderr, "tongdao-server: %s\n", e.what());
         return 1;
@@ -98,6 +110,9 @@ int main(int argc, char** argv) {
     server.handleSignals();
     tongdao::log(tongdao::LogLevel::info, "tongdao-server listening on %s:%u with %u threads (ws://%s:%u/echo)",
                  options.host.c_str(), server.port(), server.threads(), options.host.c_str(), server.port());
+    if (server.tlsPort())
+        tongdao::log(tongdao::LogLevel::info, "and on %s:%u with TLS (wss://%s:%u/echo)", options.host.c_str(),
+                     server.tlsPort(), options.host.c_str(), server.tlsPort());
     server.run();
     return 0;
 }

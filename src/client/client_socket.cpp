@@ -107,7 +107,8 @@ void ClientSocket::onEof() {
 void ClientSocket::onError(std::error_code ec) {
     engine_.receiveEof();
     protocol::CloseStatus st;
-    gone(st, (open_ ? "connection lost: " : "connectSocket:fail ") + ec.message());
+    const std::string why = secure() && !tlsError().empty() ? tlsError() : ec.message();
+    gone(st, (open_ ? "connection lost: " : "connectSocket:fail ") + why);
 }
 
 void ClientSocket::onTimeout() {

@@ -185,9 +185,26 @@ void TaskImpl::connectFailed(std::error_code ec) {
 }
 
 void TaskImpl::connected(ClientSocket& s) {
+    if (options_.tcpNoDelay) s.setNoDelay(true);
+    if (!url_->secure) return secured(s);
+    // wss://: TLS first, verified against the system's CAs (or tlsCaFile) unless told not to.
+    const std::string key = (options_.tlsVerify ? "verify:" : "insecure:") + options_.tlsCaFile;
+    auto& ctx = rt_->tlsContexts[key];
+    try {
+        if (!ctx) ctx = std::make_shared<net::TlsClientContext>(net::TlsClientOptions{options_.tlsVerify, options_.tlsCaFile});
+    } catch (const std::exception& e) {
+        rt_->tlsContexts.erase(key);
+        socket_ = nullptr;
+        s.drop();
+        return fail(std::string("connectSocket:fail ") + e.what(), 1006, "");
+    }
+    s.startTls(ctx->newSession(url_->host), false);
+}
+
+void TaskImpl::secured(ClientSocket& s) {
+    // connectEnd includes TLS, as the mini-program's profile does.
     profile_.connectEnd = nowMs();
     profile_.rtt = profile_.connectEnd - profile_.connectStart;
-    if (options_.tcpNoDelay) s.setNoDelay(true);
     protocol::ClientRequest req;
     req.host = url_->hostHeader;
     req.target = url_->target;

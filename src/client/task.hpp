@@ -6,6 +6,7 @@
 #include "tongdao/client/socket_task.hpp"
 #include "tongdao/net/loop.hpp"
 #include "tongdao/net/socket.hpp"
+#include "tongdao/net/tls.hpp"
 #include "tongdao/protocol/connection.hpp"
 #include "tongdao/protocol/handshake.hpp"
 #include "url.hpp"
@@ -15,6 +16,7 @@
 
 #include <atomic>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -35,6 +37,8 @@ struct RuntimeCore {
     std::atomic<bool> runMode{false};
     std::thread thread;
     std::mutex tasksMutex;
+    /** TLS contexts by verification settings; used on the loop's thread only. */
+    std::map<std::string, std::shared_ptr<net::TlsClientContext>> tlsContexts;
     std::unordered_set<TaskImpl*> tasks; ///< live tasks, for stop() and the destructor
 
     /** Runs `f` on the loop, counted as pending work until it has run. */
@@ -88,6 +92,7 @@ public:
 
     // --- from the socket, on the loop -------------------------------------------------
     void connected(ClientSocket& s);
+    void secured(ClientSocket& s);
     void connectFailed(std::error_code ec);
     void opened(ClientSocket& s, const protocol::http::Response& response);
     void handshakeFailed(std::error_code ec, const protocol::http::Response& response);
@@ -163,6 +168,7 @@ public:
 private:
     struct Events;
     void onConnect(std::error_code ec) override;
+    void onSecured() override { task_->secured(*this); }
     void onData(protocol::MutableBytes data) override;
     void onEof() override;
     void onError(std::error_code ec) override;

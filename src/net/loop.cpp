@@ -143,6 +143,17 @@ void Loop::tick() {
     });
 }
 
+protocol::MutableBytes Loop::plainBuffer() {
+    if (!plain_) plain_.reset(new std::byte[receiveBufferSize]);
+    return {plain_.get(), receiveBufferSize};
+}
+
+protocol::MutableBytes Loop::tlsStaging() {
+    constexpr std::size_t record = 16 * 1024; // TLS's largest record of plaintext
+    if (!staging_) staging_.reset(new std::byte[record]);
+    return {staging_.get(), record};
+}
+
 void Loop::markDirty(Socket& s) {
     if (s.dirty_) return;
     s.dirty_ = true;

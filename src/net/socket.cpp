@@ -1,5 +1,7 @@
 #include "tongdao/net/socket.hpp"
 
+#include "tls_session.hpp"
+
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -69,7 +71,7 @@ void Socket::updateEvents() {
     if (connecting_) ev = EPOLLOUT;
     else {
         if (!readDone_ && !readPaused_) ev |= EPOLLIN | EPOLLRDHUP;
-        if (wantWrite_) ev |= EPOLLOUT;
+        if (wantWrite_ || (tls_ && tls_->blocked())) ev |= EPOLLOUT;
     }
     loop_.modify(*this, fd_, ev);
 }
@@ -91,7 +93,8 @@ void Socket::onEvents(std::uint32_t events) {
         do n = ::recv(fd_, buf.data(), buf.size(), 0);
         while (n < 0 && errno == EINTR);
         if (n > 0) {
-            onData(buf.first(static_cast<std::size_t>(n)));
+            if (tls_) readTls(buf.first(static_cast<std::size_t>(n)));
+            else onData(buf.first(static_cast<std::size_t>(n)));
         } else if (n == 0) {
             readDone_ = true;
             updateEvents();
@@ -111,13 +114,84 @@ void Socket::onEvents(std::uint32_t events) {
         onError(lastError());
         return;
     }
-    if (wantWrite_ && (events & EPOLLOUT)) onWritable();
+    if (!(events & EPOLLOUT)) return;
+    if (tls_ && tls_->blocked()) {
+        // First the record OpenSSL is holding, then whatever the owner has queued.
+        if (!tls_->flushBlocked()) return failTls();
+        if (tls_->blocked()) return;
+        updateEvents();
+    }
+    if (wantWrite_) onWritable();
+}
+
+void Socket::startTls(SSL* ssl, bool server) {
+    tls_.reset(new TlsSession(ssl, server));
+    tls_->attach(fd_);
+    connectingTls_ = !server;
+    if (!server && tls_->handshake({}) == TlsSession::Status::failed) failTls(); // sends the client hello
+}
+
+void Socket::readTls(protocol::MutableBytes cipher) {
+    auto& t = *tls_;
+    bool fresh = true;
+    if (!t.handshakeDone()) {
+        const auto st = t.handshake(cipher);
+        fresh = false; // what the handshake left unread stays with the session
+        if (st == TlsSession::Status::failed) return failTls();
+        if (st == TlsSession::Status::more) return;
+        if (connectingTls_) {
+            connectingTls_ = false;
+            onSecured();
+            if (fd_ < 0) return;
+        }
+        markDirty(); // anything queued while the handshake ran
+    }
+    const auto plain = loop_.plainBuffer();
+    // One record per SSL_read: at most a few dozen per read of the receive buffer.
+    for (int i = 0; i < 4096 && fd_ >= 0; ++i) {
+        std::size_t n = 0;
+        const auto st = t.read(fresh ? protocol::Bytes(cipher) : protocol::Bytes{}, plain, n);
+        fresh = false;
+        if (st == TlsSession::ReadStatus::more) return;
+        if (st == TlsSession::ReadStatus::failed) return failTls();
+        if (st == TlsSession::ReadStatus::closed) {
+            // close_notify: the peer finished sending.
+            readDone_ = true;
+            updateEvents();
+            return onEof();
+        }
+        onData(plain.first(n));
+    }
+}
+
+void Socket::failTls() {
+    lastErrno_ = EPROTO;
+    onError(lastError());
+}
+
+std::string Socket::tlsError() const { return tls_ ? tls_->error() : std::string(); }
+
+void TlsSessionDeleter::operator()(TlsSession* t) const noexcept { delete t; }
+
+TlsHandle Socket::releaseTls() noexcept { return std::move(tls_); }
+
+void Socket::adoptTls(TlsHandle tls) noexcept {
+    tls_ = std::move(tls);
+    if (tls_) tls_->attach(fd_);
 }
 
 std::ptrdiff_t Socket::write(const protocol::OutputView& v) noexcept {
     if (fd_ < 0) {
         lastErrno_ = EBADF;
         return -1;
+    }
+    if (tls_) {
+        if (!tls_->handshakeDone()) return 0; // written once the handshake is done
+        const bool wasBlocked = tls_->blocked();
+        const auto n = tls_->write(v, loop_.tlsStaging());
+        if (n < 0) lastErrno_ = EPROTO;
+        if (tls_->blocked() != wasBlocked) updateEvents();
+        return n;
     }
     iovec iov[3];
     std::size_t count = 0;
@@ -148,6 +222,7 @@ void Socket::wantWritable(bool on) {
 }
 
 void Socket::shutdownWrite() noexcept {
+    if (tls_) tls_->shutdown(); // close_notify first
     if (fd_ >= 0) ::shutdown(fd_, SHUT_WR);
 }
 

@@ -3,6 +3,7 @@
 
 #include "tongdao/net/loop.hpp"
 #include "tongdao/net/socket.hpp"
+#include "tongdao/net/tls.hpp"
 #include "tongdao/protocol/permessage_deflate.hpp"
 #include "tongdao/server/server.hpp"
 
@@ -77,6 +78,7 @@ struct LoopContext {
     net::Loop loop;
     Server::Impl& server;
     std::unique_ptr<net::Listener> listener;
+    std::unique_ptr<net::Listener> tlsListener;
     LoopStats stats;
 
     std::unordered_map<std::string, std::unique_ptr<Topic>, StringHash, std::equal_to<>> topics;
@@ -131,6 +133,9 @@ struct Server::Impl {
     std::vector<std::unique_ptr<detail::LoopContext>> loops;
     std::vector<std::thread> threads;
     std::uint16_t port = 0;
+    std::uint16_t tlsPort = 0;
+    std::unique_ptr<net::TlsServerContext> tls;
+    std::vector<std::shared_ptr<std::function<void()>>> signalWaits;
     std::atomic<bool> shuttingDown{false};
     std::atomic<unsigned> loopsRunning{0};
 

@@ -31,7 +31,8 @@ int failureSlot(std::error_code ec) {
 
 } // namespace
 
-HttpSession::HttpSession(LoopContext& ctx, int fd) : net::Socket(ctx.loop, fd), ctx_(ctx) {
+HttpSession::HttpSession(LoopContext& ctx, int fd, SSL* ssl) : net::Socket(ctx.loop, fd), ctx_(ctx) {
+    if (ssl) startTls(ssl, true);
     index_ = ctx_.sessions.size();
     ctx_.sessions.push_back(this);
     parser_.emplace(http::Limits{ctx_.server.options.maxHeaderBytes, ctx_.server.options.maxHeaders});
@@ -207,7 +208,8 @@ void HttpSession::rejectUpgrade(int status, std::string_view reason) {
 void HttpSession::completeUpgrade() {
     WebSocket::Init init = std::move(*init_);
     init_.reset();
-    const int fd = detach(); // this session is deleted after the turn; in_ stays valid till then
+    auto tls = releaseTls(); // TLS goes with the descriptor
+    const int fd = detach();  // this session is deleted after the turn; in_ stays valid till then
     leave();
     WebSocket* ws = nullptr;
     try {
@@ -217,6 +219,7 @@ void HttpSession::completeUpgrade() {
         ::close(fd);
         return;
     }
+    ws->adoptTls(std::move(tls));
     ws->start({in_.data(), in_.size()});
 }
 

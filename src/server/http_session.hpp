@@ -10,7 +10,8 @@ namespace tongdao::detail {
 
 class HttpSession final : public net::Socket {
 public:
-    HttpSession(LoopContext& ctx, int fd);
+    /** A connection just accepted; with `ssl`, one that speaks TLS (wss://). */
+    HttpSession(LoopContext& ctx, int fd, SSL* ssl = nullptr);
     ~HttpSession() override;
 
     /** The upgrade handler's answer (see UpgradeResponse). */

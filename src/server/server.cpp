@@ -4,6 +4,7 @@
 #include "http_session.hpp"
 #include "tongdao/log.hpp"
 #include "tongdao/protocol/frame.hpp"
+#include "tongdao/net/tls.hpp"
 #include "tongdao/protocol/utf8.hpp"
 
 #include <asio/signal_set.hpp>
@@ -245,6 +246,12 @@ unsigned Server::threads() const noexcept {
 }
 
 std::uint16_t Server::port() const noexcept { return impl_->port; }
+std::uint16_t Server::tlsPort() const noexcept { return impl_->tlsPort; }
+
+void Server::reloadTls() {
+    if (!impl_->tls) throw std::logic_error("tongdao::Server: TLS is not configured");
+    impl_->tls->reload();
+}
 
 void Server::listen() {
     auto& impl = *impl_;
@@ -270,20 +277,31 @@ void Server::listen() {
             }
         }
     }
+    if (!impl.options.tls.certificates.empty())
+        impl.tls = std::make_unique<net::TlsServerContext>(impl.options.tls); // throws on a bad file
     std::uint16_t port = impl.options.port;
+    std::uint16_t tlsPort = impl.options.tlsPort;
     for (auto& ctx : impl.loops) {
         LoopContext* c = ctx.get();
         // One listening socket per loop on the same port; with port 0, the first picks it.
-        c->listener = std::make_unique<net::Listener>(
-            c->loop, net::Endpoint{impl.options.host, port}, true, [c](int fd) {
+        auto accept = [c, &impl](bool secure) {
+            return [c, &impl, secure](int fd) {
                 try {
-                    new detail::HttpSession(*c, fd); // owned by the loop from here on
+                    // Owned by the loop from here on.
+                    new detail::HttpSession(*c, fd, secure ? impl.tls->newSession() : nullptr);
                 } catch (const std::exception& e) {
                     log(LogLevel::warn, "accept: %s", e.what());
                     ::close(fd);
                 }
-            });
+            };
+        };
+        c->listener = std::make_unique<net::Listener>(c->loop, net::Endpoint{impl.options.host, port}, true, accept(false));
         port = c->listener->port();
+        if (impl.tls) {
+            c->tlsListener =
+                std::make_unique<net::Listener>(c->loop, net::Endpoint{impl.options.host, tlsPort}, true, accept(true));
+            tlsPort = c->tlsListener->port();
+        }
         // The shutdown check, once a second.
         c->loop.onTick([this, c] {
             if (!c->shuttingDown) return;
@@ -295,6 +313,7 @@ void Server::listen() {
             c->loop.stop();
         });
     }
+    impl.tlsPort = impl.tls ? tlsPort : 0;
     impl.port = port;
 }
 
@@ -327,6 +346,7 @@ void Server::Impl::beginShutdown(LoopContext& ctx) {
     ctx.shuttingDown = true;
     ctx.shutdownDeadline = ctx.loop.now() + options.shutdownTimeout;
     if (ctx.listener) ctx.listener->close();
+    if (ctx.tlsListener) ctx.tlsListener->close();
     const auto sessions = ctx.sessions;
     for (auto* s : sessions) s->abort();
     std::vector<WebSocket*> open;
@@ -351,6 +371,24 @@ void Server::handleSignals() {
         log(LogLevel::info, "signal %d", signo);
         shutdown();
     });
+    if (!impl_->tls) return;
+    // SIGHUP: read the certificates again; open connections keep theirs.
+    auto hup = std::make_shared<asio::signal_set>(loop.context(), SIGHUP);
+    auto wait = std::make_shared<std::function<void()>>();
+    *wait = [this, hup, weak = std::weak_ptr<std::function<void()>>(wait)] {
+        hup->async_wait([this, hup, weak](const asio::error_code& ec, int) {
+            if (ec) return;
+            try {
+                impl_->tls->reload();
+                log(LogLevel::info, "TLS certificates reloaded");
+            } catch (const std::exception& e) {
+                log(LogLevel::error, "TLS reload failed, keeping the old certificates: %s", e.what());
+            }
+            if (auto w = weak.lock()) (*w)();
+        });
+    };
+    impl_->signalWaits.push_back(wait);
+    (*wait)();
 }
 
 void Server::publish(std::string_view topic, std::string_view message, MessageKind kind) {

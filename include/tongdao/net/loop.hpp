@@ -79,6 +79,10 @@ public:
 
     /** The receive buffer every socket of this loop reads into; valid within a callback. */
     protocol::MutableBytes receiveBuffer() noexcept { return {recv_.get(), receiveBufferSize}; }
+    /** A second buffer of the same size, for decrypted bytes (allocated on first use). */
+    protocol::MutableBytes plainBuffer();
+    /** Where small writes are gathered into one TLS record (16 KiB, allocated on first use). */
+    protocol::MutableBytes tlsStaging();
     /** Spare output buffers, so idle connections hold none. */
     protocol::BufferPool& bufferPool() noexcept { return pool_; }
 
@@ -129,6 +133,8 @@ private:
     std::unique_ptr<Impl> impl_;
     std::size_t index_;
     std::unique_ptr<std::byte[]> recv_;
+    std::unique_ptr<std::byte[]> plain_;
+    std::unique_ptr<std::byte[]> staging_;
     protocol::BufferPool pool_;
     std::vector<Socket*> dirty_;
     std::vector<Socket*> sockets_;

@@ -14,8 +14,16 @@
 #include <system_error>
 
 struct sockaddr;
+typedef struct ssl_st SSL;
 
 namespace tongdao::net {
+
+class TlsSession;
+/** Owns a connection's TLS state; movable between sockets (see `Socket::releaseTls`). */
+struct TlsSessionDeleter {
+    void operator()(TlsSession* t) const noexcept;
+};
+using TlsHandle = std::unique_ptr<TlsSession, TlsSessionDeleter>;
 
 /** Something registered in a loop's epoll set. */
 class Pollable {
@@ -70,6 +78,20 @@ public:
     int detach() noexcept;
     /** Stops (false) or resumes (true) reading; data waits in the kernel meanwhile. */
     void setReading(bool on);
+
+    // --- TLS ----------------------------------------------------------------------------
+    /**
+     * Speaks TLS from now on, with `ssl` (taken over). A server side waits for the client's
+     * hello; a client side (call once TCP is connected) sends its own and calls
+     * `onSecured()` when the handshake is done. Bytes reach `onData` decrypted.
+     */
+    void startTls(SSL* ssl, bool server);
+    bool secure() const noexcept { return tls_ != nullptr; }
+    /** Why TLS failed ("certificate verify failed: ..."), empty if it did not. */
+    std::string tlsError() const;
+    /** Hands the TLS state over with the descriptor (see `detach`). */
+    TlsHandle releaseTls() noexcept;
+    void adoptTls(TlsHandle tls) noexcept;
     /** Queues `onFlush()` at the end of this turn (corking). */
     void markDirty() { loop_.markDirty(*this); }
     /** Enables or disables Nagle's algorithm's opposite, TCP_NODELAY. */
@@ -88,6 +110,8 @@ protected:
     virtual void onError(std::error_code ec) = 0;
     /** A connect finished (connecting sockets only); `ec` is set if it failed. */
     virtual void onConnect(std::error_code) {}
+    /** A client-side TLS handshake finished. */
+    virtual void onSecured() {}
     virtual void onWritable() {}
     virtual void onTimeout() {}
     /** Marked dirty in this turn: write what is queued. */
@@ -97,8 +121,11 @@ private:
     friend class Loop;
     void onEvents(std::uint32_t events) final;
     void updateEvents();
+    void readTls(protocol::MutableBytes cipher);
+    void failTls();
 
     Loop& loop_;
+    TlsHandle tls_;
     int fd_;
     std::uint32_t deadline_ = 0;
     std::uint32_t trackIndex_ = 0;
@@ -107,6 +134,7 @@ private:
     bool readPaused_ = false;
     bool readDone_ = false;
     bool connecting_ = false;
+    bool connectingTls_ = false; ///< a client-side handshake: onSecured() when done
     bool dirty_ = false;
 };
 

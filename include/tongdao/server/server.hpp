@@ -16,6 +16,7 @@
  * @endcode
  */
 
+#include "tongdao/net/tls.hpp"
 #include "tongdao/server/behavior.hpp"
 #include "tongdao/server/websocket.hpp"
 
@@ -37,6 +38,9 @@ struct ServerOptions {
     std::uint32_t shutdownTimeout = 10;  ///< seconds `shutdown()` waits for closing handshakes
     std::size_t maxHeaderBytes = 8 * 1024;
     std::size_t maxHeaders = 64;
+    /** With certificates, a TLS listener serves wss:// on `tlsPort` beside the plain port. */
+    net::TlsServerOptions tls = {};
+    std::uint16_t tlsPort = 8443;        ///< 0 picks a free port; see `Server::tlsPort()`
 };
 
 /** A plain HTTP GET (or HEAD) request. Views valid during the handler. */
@@ -124,6 +128,13 @@ public:
     void listen();
     /** The bound port, after `listen()`. */
     std::uint16_t port() const noexcept;
+    /** The bound TLS port, after `listen()`; 0 without TLS. */
+    std::uint16_t tlsPort() const noexcept;
+    /**
+     * Reads the certificates again (`handleSignals` does it on SIGHUP). New connections get
+     * them; open ones keep theirs. Throws, keeping the old ones, if the files do not load.
+     */
+    void reloadTls();
     unsigned threads() const noexcept;
 
     /** Runs the loops, the calling thread being loop 0, until shutdown completes. */
