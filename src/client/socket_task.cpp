@@ -442,6 +442,7 @@ void TaskImpl::sendNow(SendOptions& o) {
                                      {reinterpret_cast<const std::byte*>(bin.data()), bin.size()});
     }
     socket_->markDirty();
+    if (!o.success && !o.fail && !o.complete) return; // nobody to tell: no posting per message
     std::string msg = ec ? "sendSocketMessage:fail " + ec.message() : "sendSocketMessage:ok";
     rt_->post([o = std::move(o), msg = std::move(msg), ok = !ec] {
         const auto r = result(msg);

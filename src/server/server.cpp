@@ -303,7 +303,7 @@ void Server::listen() {
             tlsPort = c->tlsListener->port();
         }
         // The shutdown check, once a second.
-        c->loop.onTick([this, c] {
+        c->loop.onTick([c] {
             if (!c->shuttingDown) return;
             if (c->openWebSockets != 0 && c->loop.now() < c->shutdownDeadline) return;
             std::vector<WebSocket*> left;
