@@ -100,10 +100,50 @@ bool Connection::next(Event& ev) {
             rdIn_ = {};
             return false;
         }
-        Step s = rdInPayload_ ? payload(ev) : header(ev);
+        Step s = rdInPayload_ ? payload(ev) : wholeFrame(ev);
+        if (s == Step::next && !rdInPayload_) s = header(ev);
         if (s == Step::more) return false;
         if (s == Step::event) return true;
     }
+}
+
+// The common case in one step: a whole, unfragmented, uncompressed data frame of modest
+// size sits in the input, header and payload. It is checked, unmasked and handed out as a
+// view without going through the per-frame state (uWebSockets' consume does the same).
+// Anything else, including anything invalid, takes the general path, which reports it.
+Connection::Step Connection::wholeFrame(Event& ev) {
+    if (rdSpillSize_ != 0 || rdMessageOpcode_ != 0 || rdIn_.size() < 2) return Step::next;
+    const auto b0 = static_cast<std::uint8_t>(rdIn_[0]);
+    const auto b1 = static_cast<std::uint8_t>(rdIn_[1]);
+    const std::uint8_t op = b0 & 0x0F;
+    const bool masked = (b1 & 0x80) != 0;
+    // FIN set, RSV clear, text or binary, masked exactly when the peer is a client.
+    if ((b0 & 0xF0) != 0x80 || (op != 0x1 && op != 0x2) || masked != (opts_->role == Role::server)) return Step::next;
+    std::size_t hs = masked ? 6 : 2;
+    std::size_t len = b1 & 0x7F;
+    if (len == 126) {
+        hs += 2;
+        if (rdIn_.size() < hs) return Step::next;
+        len = (std::size_t{static_cast<std::uint8_t>(rdIn_[2])} << 8) | static_cast<std::uint8_t>(rdIn_[3]);
+        if (len < 126) return Step::next; // not minimal: the general path fails it
+    } else if (len == 127) {
+        return Step::next;
+    }
+    if (rdIn_.size() < hs || rdIn_.size() - hs < len || len > opts_->maxFrameSize || len > opts_->maxMessageSize)
+        return Step::next;
+    std::byte* data = rdIn_.data() + hs;
+    if (masked) {
+        std::uint32_t key;
+        std::memcpy(&key, data - 4, 4);
+        detail::mask(data, data, len, key);
+    }
+    rdIn_ = rdIn_.subspan(hs + len);
+    // RFC 6455 §8.1: a text message must be UTF-8.
+    if (op == 0x1 && !isValidUtf8(Bytes{data, len})) return fail(error::invalidUtf8, ev);
+    ev.type = Event::Type::message;
+    ev.kind = static_cast<MessageKind>(op);
+    ev.payload = {data, len};
+    return Step::event;
 }
 
 Connection::Step Connection::fail(std::error_code ec, Event& ev) {

@@ -190,6 +190,7 @@ private:
     enum class Step : std::uint8_t { more, event, next };
 
     Step fail(std::error_code ec, Event& ev);
+    Step wholeFrame(Event& ev);
     Step header(Event& ev);
     Step checkHeader(const FrameHeader& h, Event& ev);
     Step payload(Event& ev);
