@@ -71,6 +71,8 @@ void Socket::updateEvents() {
     if (connecting_) ev = EPOLLOUT;
     else {
         if (!readDone_ && !readPaused_) ev |= EPOLLIN | EPOLLRDHUP;
+        // Paused, the peer's FIN is still worth knowing (EPOLLRDHUP reads nothing).
+        else if (!readDone_) ev |= EPOLLRDHUP;
         if (wantWrite_ || (tls_ && tls_->blocked())) ev |= EPOLLOUT;
     }
     loop_.modify(*this, fd_, ev);
@@ -105,6 +107,12 @@ void Socket::onEvents(std::uint32_t events) {
             return;
         }
         if (fd_ < 0) return;
+    } else if (readPaused_ && !readDone_ && (events & EPOLLRDHUP) && !(events & (EPOLLHUP | EPOLLERR))) {
+        // The peer finished sending while we were not reading: the data waits, the FIN counts.
+        readDone_ = true;
+        updateEvents();
+        onEof();
+        return;
     } else if ((readDone_ || readPaused_) && (events & (EPOLLHUP | EPOLLERR))) {
         // Nothing more to read and the connection is gone: writes can only fail now.
         int err = 0;

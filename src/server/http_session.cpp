@@ -35,7 +35,7 @@ HttpSession::HttpSession(LoopContext& ctx, int fd, SSL* ssl) : net::Socket(ctx.l
     if (ssl) startTls(ssl, true);
     index_ = ctx_.sessions.size();
     ctx_.sessions.push_back(this);
-    parser_.emplace(http::Limits{ctx_.server.options.maxHeaderBytes, ctx_.server.options.maxHeaders});
+    parser_ = newParser();
     setNoDelay(true); // request-reply traffic: no Nagle delay on small frames
     setTimeout(ctx_.server.options.handshakeTimeout);
 }
@@ -71,23 +71,36 @@ void HttpSession::onData(protocol::MutableBytes data) {
 }
 
 void HttpSession::process() {
-    while (!in_.empty() && !closeAfterWrite_ && !route_ && isOpen()) {
+    // Re-entered from flush() when a response is written at once: the loop below goes on.
+    if (processing_) return;
+    processing_ = true;
+    // One request at a time: the next waits until the response to this one is written.
+    while (!in_.empty() && !closeAfterWrite_ && !route_ && isOpen() && out_.empty()) {
         std::size_t used = 0;
         const auto st = parser_->feedRequest(in_.view(), used);
         // Drop what the parser consumed; what follows is the next request or frames.
         std::memmove(in_.data(), in_.data() + used, in_.size() - used);
         in_.resize(in_.size() - used);
-        if (st == http::ParseStatus::needMore) return;
+        if (st == http::ParseStatus::needMore) break;
         if (st == http::ParseStatus::failed) {
             refuse(parser_->error());
-            return;
+            break;
         }
         ctx_.stats.httpRequests.add();
-        handle(parser_->request());
-        if (route_ || closeAfterWrite_) return; // upgrading, or done
-        parser_.emplace(http::Limits{ctx_.server.options.maxHeaderBytes, ctx_.server.options.maxHeaders});
+        // The request's views point into its parser: it stays alive while it is handled,
+        // and a fresh one reads whatever follows.
+        const auto done = std::move(parser_);
+        parser_ = newParser();
+        handle(done->request());
+        if (route_) break; // an upgrade: what follows is frames, once it is answered
         setTimeout(ctx_.server.options.handshakeTimeout); // the next request gets its own time
     }
+    processing_ = false;
+}
+
+std::unique_ptr<http::HeadParser> HttpSession::newParser() const {
+    return std::make_unique<http::HeadParser>(
+        http::Limits{ctx_.server.options.maxHeaderBytes, ctx_.server.options.maxHeaders});
 }
 
 void HttpSession::handle(const http::Request& req) {
@@ -158,11 +171,15 @@ void HttpSession::upgrade(const http::Request& req, Route& route) {
 
     auto pending = pending_; // the handler may answer (and end this upgrade) synchronously
     UpgradeRequest request(req, std::vector<std::string_view>(offered_.begin(), offered_.end()), remoteAddress());
+    // Made before the try: a throwing handler gets 500, not the 503 of a response dropped unanswered.
+    UpgradeResponse response(pending);
     try {
-        UpgradeResponse response(pending);
         route.behavior.upgrade(request, response);
     } catch (const std::exception& e) {
         log(LogLevel::error, "upgrade %s: handler threw: %s", route.pattern.c_str(), e.what());
+        if (pending->session) rejectUpgrade(500, "internal error");
+    } catch (...) {
+        log(LogLevel::error, "upgrade %s: handler threw", route.pattern.c_str());
         if (pending->session) rejectUpgrade(500, "internal error");
     }
 }

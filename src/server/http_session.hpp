@@ -39,7 +39,9 @@ private:
     void leave() noexcept;
 
     LoopContext& ctx_;
-    std::optional<protocol::http::HeadParser> parser_;
+    std::unique_ptr<protocol::http::HeadParser> newParser() const;
+
+    std::unique_ptr<protocol::http::HeadParser> parser_;
     protocol::ByteBuffer in_;    ///< received, not yet parsed (pipelined requests, or frames after an upgrade)
     std::string out_;            ///< response bytes not yet written
     std::size_t outSent_ = 0;
@@ -47,6 +49,7 @@ private:
     bool closeAfterWrite_ = false;
     bool closing_ = false;       ///< FIN sent: discard input until the peer's FIN
     bool peerDone_ = false;      ///< the peer's FIN arrived
+    bool processing_ = false;    ///< inside process(): flush() must not start it again
     // An upgrade in progress.
     Route* route_ = nullptr;
     std::shared_ptr<PendingUpgrade> pending_;

@@ -20,12 +20,12 @@ struct WebSocket::Events : protocol::EventHandler {
         ws.guarded([&] { ws.route_->behavior.message(ws, protocol::asString(payload), kind); });
     }
     void onPing(protocol::Bytes payload) {
-        if (ws.route_->behavior.ping && !ws.appFailed_)
+        if (ws.route_->behavior.ping && !ws.appFailed_ && !ws.finished_)
             ws.guarded([&] { ws.route_->behavior.ping(ws, protocol::asString(payload)); });
     }
     void onPong(protocol::Bytes payload) {
         ws.pingSent_ = false;
-        if (ws.route_->behavior.pong && !ws.appFailed_)
+        if (ws.route_->behavior.pong && !ws.appFailed_ && !ws.finished_)
             ws.guarded([&] { ws.route_->behavior.pong(ws, protocol::asString(payload)); });
     }
     void onClose(std::uint16_t, std::string_view) {
@@ -143,6 +143,8 @@ void WebSocket::close() {
 
 std::error_code WebSocket::end(int code, std::string_view reason) {
     if (finished_) return make_error_code(error::notOpen);
+    // 0 sends a close frame without a code; anything else must be a code one may send.
+    if (code < 0 || code > 0xFFFF) return make_error_code(error::closeCodeNotSendable);
     const auto ec = engine_.close(static_cast<std::uint16_t>(code), reason);
     if (ec) return ec;
     setTimeout(ctx_->server.options.closeTimeout); // RFC 6455 §7.1.1: do not wait forever

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace tongdao {
@@ -99,6 +100,7 @@ public:
      */
     void accept(std::string_view protocol = {});
     template <class T>
+        requires(!std::is_convertible_v<T, std::string_view>) // a string is a protocol, not user data
     void accept(T userData, std::string_view protocol = {}) {
         setUserData(new T(std::move(userData)), [](void* p) { delete static_cast<T*>(p); });
         accept(protocol);

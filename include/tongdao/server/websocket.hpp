@@ -73,7 +73,7 @@ public:
 
     /**
      * Starts the closing handshake (RFC 6455 §7.1.2) with a code (1000, 1001-1003,
-     * 1007-1014 or 3000-4999) and a reason of at most 123 bytes; the connection closes when
+     * 1007-1014 or 3000-4999; 0 for a close frame without one) and a reason of at most 123 bytes; the connection closes when
      * the peer answers, or after the server's close timeout. Fails with `closeCodeNotSendable`,
      * `closeReasonTooLong` or `invalidUtf8ToSend` (nothing sent), or `notOpen`.
      */
