@@ -101,7 +101,8 @@ void ClientSocket::flush() {
 void ClientSocket::onEof() {
     engine_.receiveEof();
     const auto st = engine_.closeStatus();
-    gone(st, st.code == protocol::CloseCode::abnormal ? "connection lost" : "");
+    // Before the 101 the task words it itself ("closed during the handshake").
+    gone(st, open_ && st.code == protocol::CloseCode::abnormal ? "connection lost" : "");
 }
 
 void ClientSocket::onError(std::error_code ec) {

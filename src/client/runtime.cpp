@@ -9,14 +9,31 @@ Runtime::Runtime(RuntimeOptions options) : impl_(std::make_unique<Impl>(options)
 Runtime::Runtime(asio::io_context& context, RuntimeOptions options) : impl_(std::make_unique<Impl>(context, options)) {}
 
 Runtime::~Runtime() {
-    stop();
-    // Tasks the application still holds must not reach into a loop that is going away.
-    std::vector<std::shared_ptr<detail::TaskImpl>> live;
-    {
-        std::lock_guard lock(impl_->tasksMutex);
-        for (auto* t : impl_->tasks) live.push_back(std::static_pointer_cast<detail::TaskImpl>(t->shared_from_this()));
+    auto& rt = *impl_;
+    auto counted = [&rt] {
+        std::vector<std::shared_ptr<detail::TaskImpl>> live;
+        std::lock_guard lock(rt.tasksMutex);
+        for (auto* t : rt.tasks) live.push_back(std::static_pointer_cast<detail::TaskImpl>(t->shared_from_this()));
+        return live;
+    };
+    // What is open is aborted without callbacks, on the loop if it runs on its own thread.
+    if (rt.thread.joinable()) {
+        rt.loop->post([&rt, counted] {
+            for (auto& t : counted()) t->abort(false);
+            rt.loop->stop();
+        });
+        rt.thread.join();
+    } else {
+        for (auto& t : counted()) t->abort(false);
     }
-    for (auto& t : live) t->abort(false);
+    // Tasks the application still holds must not reach into a loop that is going away.
+    std::vector<std::shared_ptr<detail::TaskImpl>> held;
+    {
+        std::lock_guard lock(rt.tasksMutex);
+        for (auto& w : rt.all)
+            if (auto t = w.lock()) held.push_back(std::move(t));
+    }
+    for (auto& t : held) t->detach();
 }
 
 void Runtime::run() {

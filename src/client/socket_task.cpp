@@ -54,9 +54,9 @@ TaskImpl::~TaskImpl() = default;
 
 void TaskImpl::markCounted() {
     counted_ = true;
-    rt_->work.fetch_add(1);
-    std::lock_guard lock(rt_->tasksMutex);
-    rt_->tasks.insert(this);
+    rt_.load()->work.fetch_add(1);
+    std::lock_guard lock(rt_.load()->tasksMutex);
+    rt_.load()->tasks.insert(this);
 }
 
 std::string TaskImpl::protocol() const {
@@ -67,39 +67,47 @@ std::string TaskImpl::protocol() const {
 // --- listeners ----------------------------------------------------------------------
 
 void TaskImpl::onOpen(std::function<void(const OnOpenResult&)> listener) {
-    if (!rt_) return;
-    rt_->onLoop([self = shared_from_this(), l = std::move(listener)] {
+    auto* rt = rt_.load();
+    if (!rt) return;
+    rt->onLoop([self = shared_from_this(), l = std::move(listener)] {
+        if (self->state_ == CLOSED) return; // it will never open again
         self->openListeners_.push_back(l);
         if (self->opened_ && self->state_ == OPEN) l(*self->opened_); // added after the event
     });
 }
 
 void TaskImpl::onMessage(std::function<void(const OnMessageResult&)> listener) {
-    if (!rt_) return;
-    rt_->onLoop([self = shared_from_this(), l = std::move(listener)] {
-        self->messageListeners_.push_back(l);
+    auto* rt = rt_.load();
+    if (!rt) return;
+    rt->onLoop([self = shared_from_this(), l = std::move(listener)] {
         // Messages that came before anyone listened.
         while (!self->unheard_.empty()) {
             auto m = std::move(self->unheard_.front());
             self->unheard_.pop_front();
-            deliver(self->messageListeners_, m);
+            l(m);
         }
+        if (self->state_ != CLOSED) self->messageListeners_.push_back(l);
     });
 }
 
 void TaskImpl::onError(std::function<void(const OnErrorResult&)> listener) {
-    if (!rt_) return;
-    rt_->onLoop([self = shared_from_this(), l = std::move(listener)] {
+    auto* rt = rt_.load();
+    if (!rt) return;
+    rt->onLoop([self = shared_from_this(), l = std::move(listener)] {
+        if (self->state_ == CLOSED) { // added after the end: the error, if there was one, once
+            if (self->errored_) l(*self->errored_);
+            return;
+        }
         self->errorListeners_.push_back(l);
-        if (self->errored_ && self->state_ == CLOSED) l(*self->errored_);
     });
 }
 
 void TaskImpl::onClose(std::function<void(const OnCloseResult&)> listener) {
-    if (!rt_) return;
-    rt_->onLoop([self = shared_from_this(), l = std::move(listener)] {
+    auto* rt = rt_.load();
+    if (!rt) return;
+    rt->onLoop([self = shared_from_this(), l = std::move(listener)] {
+        if (self->closed_) return l(*self->closed_); // added after the end: called once, not kept
         self->closeListeners_.push_back(l);
-        if (self->closed_) l(*self->closed_);
     });
 }
 
@@ -109,13 +117,13 @@ void TaskImpl::start() {
     if (state_ == CLOSED) return;
     profile_ = {};
     profile_.fetchStart = nowMs();
-    auto& io = rt_->loop->context();
+    auto& io = rt_.load()->loop->context();
     timer_ = std::make_unique<asio::steady_timer>(io);
     const int timeout = options_.timeout <= 0 ? maxTimeoutMs : std::min(options_.timeout, maxTimeoutMs);
     timer_->expires_after(std::chrono::milliseconds(timeout));
     timer_->async_wait([self = shared_from_this(), timeout](const asio::error_code& ec) {
-        if (ec || self->state_ != CONNECTING || !self->rt_) return;
-        net::Loop::Turn turn(*self->rt_->loop);
+        if (ec || self->state_ != CONNECTING || !self->rt_.load()) return;
+        net::Loop::Turn turn(*self->rt_.load()->loop);
         if (self->socket_) self->socket_->drop();
         self->socket_ = nullptr;
         if (self->resolver_) self->resolver_->cancel();
@@ -137,13 +145,13 @@ void TaskImpl::resolve() {
         return connectNext();
     }
     profile_.domainLookUpStart = nowMs();
-    resolver_ = std::make_unique<asio::ip::tcp::resolver>(rt_->loop->context());
+    resolver_ = std::make_unique<asio::ip::tcp::resolver>(rt_.load()->loop->context());
     resolver_->async_resolve(url_->host, std::to_string(url_->port),
                              [self = shared_from_this()](const asio::error_code& err,
                                                          asio::ip::tcp::resolver::results_type results) {
-                                 if (!self->rt_ || self->state_ != CONNECTING || err == asio::error::operation_aborted)
+                                 if (!self->rt_.load() || self->state_ != CONNECTING || err == asio::error::operation_aborted)
                                      return;
-                                 net::Loop::Turn turn(*self->rt_->loop);
+                                 net::Loop::Turn turn(*self->rt_.load()->loop);
                                  self->profile_.domainLookUpEnd = nowMs();
                                  if (err)
                                      return self->fail("connectSocket:fail DNS lookup of " + self->url_->host +
@@ -165,7 +173,7 @@ void TaskImpl::connectNext() {
             continue;
         }
         try {
-            socket_ = new ClientSocket(*rt_->loop, fd, shared_from_this());
+            socket_ = new ClientSocket(*rt_.load()->loop, fd, shared_from_this());
         } catch (const std::exception& e) {
             ::close(fd);
             lastConnectError_ = e.what();
@@ -189,11 +197,11 @@ void TaskImpl::connected(ClientSocket& s) {
     if (!url_->secure) return secured(s);
     // wss://: TLS first, verified against the system's CAs (or tlsCaFile) unless told not to.
     const std::string key = (options_.tlsVerify ? "verify:" : "insecure:") + options_.tlsCaFile;
-    auto& ctx = rt_->tlsContexts[key];
+    auto& ctx = rt_.load()->tlsContexts[key];
     try {
         if (!ctx) ctx = std::make_shared<net::TlsClientContext>(net::TlsClientOptions{options_.tlsVerify, options_.tlsCaFile});
     } catch (const std::exception& e) {
-        rt_->tlsContexts.erase(key);
+        rt_.load()->tlsContexts.erase(key);
         socket_ = nullptr;
         s.drop();
         return fail(std::string("connectSocket:fail ") + e.what(), 1006, "");
@@ -284,7 +292,12 @@ void TaskImpl::socketGone(const protocol::CloseStatus& status, std::string errMs
     const bool userClosed = closing_.has_value();
     const int code = status.code;
     std::string reason = status.reason;
-    if (!userClosed && options_.reconnect.enabled) return scheduleReconnect(code, reason, errMsg);
+    // Reconnect after a loss, a failure, or a server going away or restarting; not after
+    // a close the server meant (1000, or an application's code).
+    const bool transient = code == protocol::CloseCode::abnormal || status.error ||
+                           code == protocol::CloseCode::goingAway || code == protocol::CloseCode::serviceRestart ||
+                           code == protocol::CloseCode::tryAgainLater || code == protocol::CloseCode::badGateway;
+    if (!userClosed && options_.reconnect.enabled && transient) return scheduleReconnect(code, reason, errMsg);
     if (status.error) errMsg = std::string(describe(static_cast<error>(status.error.value())));
     if (code == protocol::CloseCode::abnormal && errMsg.empty()) errMsg = "connection lost";
     state_ = CLOSED;
@@ -308,21 +321,40 @@ void TaskImpl::fail(std::string errMsg, int code, std::string reason) {
     finish(code, std::move(reason));
 }
 
+void TaskImpl::releasePlace() noexcept {
+    auto* rt = rt_.load();
+    if (!counted_ || !rt) return;
+    {
+        std::lock_guard lock(rt->tasksMutex);
+        rt->tasks.erase(this);
+    }
+    rt->active.fetch_sub(1);
+}
+
+void TaskImpl::dropListeners() noexcept {
+    // Listeners often hold the task itself (task->onOpen([task] {...})): letting go of them
+    // at the end breaks that cycle.
+    openListeners_.clear();
+    messageListeners_.clear();
+    errorListeners_.clear();
+    closeListeners_.clear();
+    unheard_.clear();
+}
+
 void TaskImpl::finish(int code, std::string reason) {
     state_ = CLOSED;
-    if (timer_) timer_->cancel();
-    if (heartbeat_) heartbeat_->cancel();
-    if (resolver_) resolver_->cancel();
+    timer_.reset();
+    heartbeat_.reset();
+    resolver_.reset();
     closed_ = OnCloseResult{code, std::move(reason)};
-    deliver(closeListeners_, *closed_);
-    if (counted_ && rt_) {
+    // The place under the cap is free before onClose runs, so onClose may connect again.
+    releasePlace();
+    auto listeners = std::move(closeListeners_);
+    dropListeners();
+    deliver(listeners, *closed_);
+    if (counted_) {
         counted_ = false;
-        {
-            std::lock_guard lock(rt_->tasksMutex);
-            rt_->tasks.erase(this);
-        }
-        rt_->active.fetch_sub(1);
-        rt_->workDone();
+        if (auto* rt = rt_.load()) rt->workDone();
     }
 }
 
@@ -345,11 +377,11 @@ void TaskImpl::scheduleReconnect(int code, const std::string& reason, const std:
     log(LogLevel::info, "client: %s; reconnecting in %.0f ms (attempt %d of %d)",
         errMsg.empty() ? "connection closed" : errMsg.c_str(), delay, attempts_, r.maxAttempts);
     state_ = CONNECTING;
-    timer_ = std::make_unique<asio::steady_timer>(rt_->loop->context());
+    timer_ = std::make_unique<asio::steady_timer>(rt_.load()->loop->context());
     timer_->expires_after(std::chrono::milliseconds(static_cast<long>(delay)));
     timer_->async_wait([self = shared_from_this()](const asio::error_code& ec) {
-        if (ec || !self->rt_ || self->state_ != CONNECTING) return;
-        net::Loop::Turn turn(*self->rt_->loop);
+        if (ec || !self->rt_.load() || self->state_ != CONNECTING) return;
+        net::Loop::Turn turn(*self->rt_.load()->loop);
         self->start();
     });
 }
@@ -357,19 +389,19 @@ void TaskImpl::scheduleReconnect(int code, const std::string& reason, const std:
 void TaskImpl::armHeartbeat() {
     const auto& hb = options_.heartbeat;
     if (hb.interval.count() <= 0) return;
-    if (!heartbeat_) heartbeat_ = std::make_unique<asio::steady_timer>(rt_->loop->context());
+    if (!heartbeat_) heartbeat_ = std::make_unique<asio::steady_timer>(rt_.load()->loop->context());
     heartbeat_->expires_after(hb.interval);
     heartbeat_->async_wait([self = shared_from_this()](const asio::error_code& ec) {
-        if (ec || !self->rt_ || self->state_ != OPEN || !self->socket_) return;
-        net::Loop::Turn turn(*self->rt_->loop);
+        if (ec || !self->rt_.load() || self->state_ != OPEN || !self->socket_) return;
+        net::Loop::Turn turn(*self->rt_.load()->loop);
         // Ping, then wait `timeout` for anything at all from the peer.
         self->heardSincePing_ = false;
         self->socket_->engine().ping();
         self->socket_->markDirty();
         self->heartbeat_->expires_after(self->options_.heartbeat.timeout);
         self->heartbeat_->async_wait([self](const asio::error_code& e) {
-            if (e || !self->rt_ || self->state_ != OPEN || !self->socket_) return;
-            net::Loop::Turn t(*self->rt_->loop);
+            if (e || !self->rt_.load() || self->state_ != OPEN || !self->socket_) return;
+            net::Loop::Turn t(*self->rt_.load()->loop);
             if (self->heardSincePing_) return self->armHeartbeat();
             auto* s = self->socket_;
             self->socket_ = nullptr;
@@ -389,27 +421,36 @@ void TaskImpl::abort(bool report) {
     timer_.reset();
     heartbeat_.reset();
     resolver_.reset();
+    state_ = CLOSED;
     if (report) {
-        state_ = CLOSED;
         failQueue();
-        finish(protocol::CloseCode::abnormal, "");
-    } else {
-        state_ = CLOSED;
-        queue_.clear();
-        if (counted_ && rt_) {
-            counted_ = false;
-            rt_->active.fetch_sub(1);
-            rt_->workDone();
-        }
+        return finish(protocol::CloseCode::abnormal, "");
     }
+    queue_.clear();
+    releasePlace();
+    dropListeners();
+    if (counted_) {
+        counted_ = false;
+        if (auto* rt = rt_.load()) rt->workDone();
+    }
+}
+
+void TaskImpl::detach() noexcept {
+    abort(false);
+    rt_.store(nullptr);
+    socket_ = nullptr;
+    timer_.reset(); // Asio objects must go before the io_context they belong to
+    heartbeat_.reset();
+    resolver_.reset();
 }
 
 // --- sending ------------------------------------------------------------------------------
 
 void TaskImpl::send(SendOptions o) {
-    if (!rt_) return;
-    rt_->onLoop([self = shared_from_this(), o = std::move(o)]() mutable {
-        auto* rt = self->rt_;
+    auto* runtime = rt_.load();
+    if (!runtime) return;
+    runtime->onLoop([self = shared_from_this(), o = std::move(o)]() mutable {
+        auto* rt = self->rt_.load();
         const auto size = std::visit([](const auto& d) { return d.size(); }, o.data);
         if (self->state_ == OPEN && self->socket_) return self->sendNow(o);
         if (self->state_ == CONNECTING && self->options_.queueWhileConnecting) {
@@ -444,7 +485,7 @@ void TaskImpl::sendNow(SendOptions& o) {
     socket_->markDirty();
     if (!o.success && !o.fail && !o.complete) return; // nobody to tell: no posting per message
     std::string msg = ec ? "sendSocketMessage:fail " + ec.message() : "sendSocketMessage:ok";
-    rt_->post([o = std::move(o), msg = std::move(msg), ok = !ec] {
+    rt_.load()->post([o = std::move(o), msg = std::move(msg), ok = !ec] {
         const auto r = result(msg);
         if (ok && o.success) o.success(r);
         if (!ok && o.fail) o.fail(r);
@@ -466,8 +507,8 @@ void TaskImpl::failQueue() {
     while (!queue_.empty()) {
         auto o = std::move(queue_.front());
         queue_.pop_front();
-        if (rt_)
-            rt_->post([o = std::move(o)] {
+        if (auto* rt = rt_.load())
+            rt->post([o = std::move(o)] {
                 const auto r = result("sendSocketMessage:fail WebSocket is not connected");
                 if (o.fail) o.fail(r);
                 if (o.complete) o.complete(r);
@@ -479,9 +520,10 @@ void TaskImpl::failQueue() {
 // --- closing ------------------------------------------------------------------------------
 
 void TaskImpl::close(CloseOptions o) {
-    if (!rt_) return;
-    rt_->onLoop([self = shared_from_this(), o = std::move(o)]() mutable {
-        auto* rt = self->rt_;
+    auto* runtime = rt_.load();
+    if (!runtime) return;
+    runtime->onLoop([self = shared_from_this(), o = std::move(o)]() mutable {
+        auto* rt = self->rt_.load();
         auto answer = [rt](const CloseOptions& opts, std::string msg, bool ok) {
             rt->post([opts, msg = std::move(msg), ok] {
                 const auto r = result(msg);
@@ -558,6 +600,15 @@ std::shared_ptr<SocketTask> connectSocket(ConnectSocketOptions options) {
 }
 
 std::shared_ptr<SocketTask> connectSocket(Runtime& runtime, ConnectSocketOptions options) {
+    // Nothing runs before this function returns, even on a runtime running on its own
+    // thread: what is posted waits for this gate, opened when everything here is done
+    // (the guard is the first local, so it is the last destroyed).
+    auto gate = std::make_shared<std::atomic<bool>>(false);
+    struct Open {
+        std::shared_ptr<std::atomic<bool>> gate;
+        ~Open() { gate->store(true); }
+    } open{gate};
+
     detail::RuntimeCore& rt = runtime.impl();
     auto url = detail::parseUrl(options.url);
     std::string err = detail::checkOptions(options, url);
@@ -572,11 +623,18 @@ std::shared_ptr<SocketTask> connectSocket(Runtime& runtime, ConnectSocketOptions
             }
         } while (!rt.active.compare_exchange_weak(cur, cur + 1));
     }
-    const Callback success = options.success, fail = options.fail, complete = options.complete;
+    // The call's callbacks go with the posted answer, not with the task.
+    Callback success = std::move(options.success), fail = std::move(options.fail),
+             complete = std::move(options.complete);
     auto task = std::make_shared<detail::TaskImpl>(rt, std::move(options), std::move(url));
+    {
+        std::lock_guard lock(rt.tasksMutex);
+        std::erase_if(rt.all, [](const auto& w) { return w.expired(); });
+        rt.all.push_back(task);
+    }
     if (!err.empty()) {
         task->abort(false);
-        rt.post([fail, complete, err] {
+        rt.postGated(gate, [fail = std::move(fail), complete = std::move(complete), err] {
             const GeneralCallbackResult r{err};
             if (fail) fail(r);
             if (complete) complete(r);
@@ -584,7 +642,7 @@ std::shared_ptr<SocketTask> connectSocket(Runtime& runtime, ConnectSocketOptions
         return task;
     }
     task->markCounted();
-    rt.post([task, success, complete]() {
+    rt.postGated(gate, [task, success = std::move(success), complete = std::move(complete)]() {
         const GeneralCallbackResult r{"connectSocket:ok"};
         if (success) success(r);
         if (complete) complete(r);

@@ -39,7 +39,8 @@ struct RuntimeCore {
     std::mutex tasksMutex;
     /** TLS contexts by verification settings; used on the loop's thread only. */
     std::map<std::string, std::shared_ptr<net::TlsClientContext>> tlsContexts;
-    std::unordered_set<TaskImpl*> tasks; ///< live tasks, for stop() and the destructor
+    std::unordered_set<TaskImpl*> tasks; ///< counted tasks (connecting, open, closing), for stop()
+    std::vector<std::weak_ptr<TaskImpl>> all; ///< every task made, for the destructor
 
     /** Runs `f` on the loop, counted as pending work until it has run. */
     template <class F>
@@ -52,6 +53,14 @@ struct RuntimeCore {
     }
     void workDone() {
         if (work.fetch_sub(1) == 1 && runMode.load()) loop->stop();
+    }
+    /** Posts `f`, to run only once `gate` is set (connectSocket has returned). */
+    template <class F>
+    void postGated(std::shared_ptr<std::atomic<bool>> gate, F f) {
+        post([this, gate, f = std::move(f)]() mutable {
+            if (!gate->load()) return postGated(gate, std::move(f)); // the caller is about to return
+            f();
+        });
     }
     /** Runs `f` now if on the loop's thread, else posts it. */
     template <class F>
@@ -89,6 +98,8 @@ public:
     void start();
     /** On the loop: the runtime stops or goes away. `report`: deliver onClose 1006. */
     void abort(bool report);
+    /** The runtime is being destroyed (its loop stopped): let go of it for good. */
+    void detach() noexcept;
 
     // --- from the socket, on the loop -------------------------------------------------
     void connected(ClientSocket& s);
@@ -103,13 +114,15 @@ public:
 
     const ConnectSocketOptions& options() const noexcept { return options_; }
     const protocol::ConnectionOptions& engineOptions() const noexcept { return engine_; }
-    RuntimeCore* runtime() const noexcept { return rt_; }
+    RuntimeCore* runtime() const noexcept { return rt_.load(); }
 
 private:
     void resolve();
     void connectNext();
     void fail(std::string errMsg, int code, std::string reason);
     void finish(int code, std::string reason);
+    void releasePlace() noexcept;
+    void dropListeners() noexcept;
     void scheduleReconnect(int code, const std::string& reason, const std::string& errMsg);
     void armHeartbeat();
     void sendNow(SendOptions& o);
@@ -117,7 +130,7 @@ private:
     void failQueue();
     static double nowMs();
 
-    RuntimeCore* rt_;
+    std::atomic<RuntimeCore*> rt_; ///< null once the runtime is gone
     ConnectSocketOptions options_;
     std::optional<Url> url_;
     protocol::ConnectionOptions engine_;

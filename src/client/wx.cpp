@@ -109,7 +109,9 @@ void reset() {
         global().error = nullptr;
         global().close = nullptr;
     }
-    if (task && task->readyState() != SocketTask::CLOSED) task->close({});
+    // Aborted without callbacks, as documented: nothing of the old connection is reported.
+    if (auto t = std::dynamic_pointer_cast<detail::TaskImpl>(task); t && t->runtime())
+        t->runtime()->onLoop([t] { t->abort(false); });
 }
 
 } // namespace tongdao::wx
