@@ -50,6 +50,8 @@ void usage(FILE* out) {
         "  --echo                      send every message received back, until the server closes\n"
         "  --binary                    print binary messages as hex (else \"<binary N bytes>\")\n"
         "  --insecure                  do not verify the server's certificate (wss://)\n"
+        "  --ca FILE                   trust the CAs in FILE (PEM) instead of the system's\n"
+        "  --deflate                   offer permessage-deflate (RFC 7692)\n"
         "  --timeout MS                connect timeout in milliseconds, at most 60000 (default)\n"
         "  -h, --help                  show this help\n"
         "\n"
@@ -160,6 +162,12 @@ bool parseArgs(int argc, char** argv, Args& args, bool& help) {
             args.binary = true;
         } else if (arg == "--insecure") {
             args.connect.tlsVerify = false;
+        } else if (arg == "--deflate") {
+            args.connect.perMessageDeflate = true;
+        } else if (arg == "--ca") {
+            const char* v = value();
+            if (!v) return usageError("%s needs a value", name);
+            args.connect.tlsCaFile = v;
         } else if (!arg.empty() && arg.front() == '-') {
             return usageError("unknown option %s", name);
         } else if (!haveUrl) {
