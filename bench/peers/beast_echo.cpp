@@ -10,8 +10,10 @@
 //     echoes do not wait for delayed ACKs (Nagle).
 // Beast's defaults stay as they are otherwise (permessage-deflate is off by default).
 //
-//   beast_echo PORT [MAX_SECONDS]   listens on 127.0.0.1:PORT; exits on SIGTERM/SIGINT or after
-//                                   MAX_SECONDS (default 3600)
+//   beast_echo PORT [MAX_SECONDS] [--deflate[=LEVEL]]
+//       listens on 127.0.0.1:PORT; exits on SIGTERM/SIGINT or after MAX_SECONDS (default 3600).
+//       --deflate accepts permessage-deflate with Beast's defaults (compression level 8,
+//       memLevel 4, context takeover if the client allows it); LEVEL overrides the level.
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -22,6 +24,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 
 namespace beast = boost::beast;
@@ -31,6 +34,8 @@ using tcp = net::ip::tcp;
 
 namespace {
 
+int deflateLevel = -2;  // -2: no permessage-deflate; -1: Beast's default level
+
 class Session : public std::enable_shared_from_this<Session> {
 public:
     explicit Session(tcp::socket&& socket) : ws_(std::move(socket)) {}
@@ -38,6 +43,12 @@ public:
     void run() {
         // The example's settings: server timeouts (idle pings, handshake deadline) as Beast suggests.
         ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+        if (deflateLevel >= -1) {
+            websocket::permessage_deflate pmd;
+            pmd.server_enable = true;
+            if (deflateLevel >= 0) pmd.compLevel = deflateLevel;
+            ws_.set_option(pmd);
+        }
         ws_.async_accept(beast::bind_front_handler(&Session::onAccept, shared_from_this()));
     }
 
@@ -95,12 +106,19 @@ private:
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc < 2) {
-        std::fprintf(stderr, "usage: beast_echo PORT [MAX_SECONDS]\n");
+    const char* positional[2] = {};
+    int count = 0;
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--deflate") == 0) deflateLevel = -1;
+        else if (std::strncmp(argv[i], "--deflate=", 10) == 0) deflateLevel = std::atoi(argv[i] + 10);
+        else if (count < 2) positional[count++] = argv[i];
+    }
+    if (count < 1 || deflateLevel > 9) {
+        std::fprintf(stderr, "usage: beast_echo PORT [MAX_SECONDS] [--deflate[=LEVEL]]\n");
         return 2;
     }
-    const auto port = static_cast<unsigned short>(std::atoi(argv[1]));
-    const double maxSeconds = argc > 2 ? std::atof(argv[2]) : 3600.0;
+    const auto port = static_cast<unsigned short>(std::atoi(positional[0]));
+    const double maxSeconds = count > 1 ? std::atof(positional[1]) : 3600.0;
     try {
         net::io_context ioc{1};  // concurrency hint 1: one thread, no internal locking needed
         std::make_shared<Listener>(ioc, tcp::endpoint{net::ip::make_address("127.0.0.1"), port})->run();
