@@ -73,7 +73,8 @@ void Socket::updateEvents() {
         if (!readDone_ && !readPaused_) ev |= EPOLLIN | EPOLLRDHUP;
         // Paused, the peer's FIN is still worth knowing (EPOLLRDHUP reads nothing).
         else if (!readDone_) ev |= EPOLLRDHUP;
-        if (wantWrite_ || (tls_ && tls_->blocked())) ev |= EPOLLOUT;
+        // While a TLS handshake runs, writes wait for it: asking for EPOLLOUT would spin.
+        if ((wantWrite_ && tlsReady()) || (tls_ && tls_->blocked())) ev |= EPOLLOUT;
     }
     loop_.modify(*this, fd_, ev);
 }
@@ -152,7 +153,8 @@ void Socket::readTls(protocol::MutableBytes cipher) {
             onSecured();
             if (fd_ < 0) return;
         }
-        markDirty(); // anything queued while the handshake ran
+        updateEvents(); // a write that waited for the handshake may now ask for EPOLLOUT
+        markDirty();    // anything queued while the handshake ran
     }
     const auto plain = loop_.plainBuffer();
     // One record per SSL_read: at most a few dozen per read of the receive buffer.
@@ -178,6 +180,8 @@ void Socket::failTls() {
 }
 
 std::string Socket::tlsError() const { return tls_ ? tls_->error() : std::string(); }
+
+bool Socket::tlsReady() const noexcept { return !tls_ || tls_->handshakeDone(); }
 
 void TlsSessionDeleter::operator()(TlsSession* t) const noexcept { delete t; }
 

@@ -300,7 +300,7 @@ void HttpSession::onEof() {
     // The client finished sending. A response still being written is finished first
     // (a request followed by a half-close is legal); otherwise there is nothing to do.
     peerDone_ = true;
-    if (closing_ || out_.empty()) return abort();
+    if (closing_ || out_.empty() || !tlsReady()) return abort();
     closeAfterWrite_ = true;
 }
 
@@ -310,7 +310,8 @@ void HttpSession::onError(std::error_code ec) {
 }
 
 void HttpSession::onTimeout() {
-    if (closing_ || init_) return abort();
+    // Mid-TLS-handshake nothing can be said to the peer (not even 408): just close.
+    if (closing_ || init_ || !tlsReady()) return abort();
     if (pending_) {
         // The upgrade handler never answered: refuse rather than hang.
         return rejectUpgrade(503, "upgrade not answered in time");

@@ -41,9 +41,13 @@ function withTimeout(promise, ms, what) {
   ]).finally(() => clearTimeout(timer));
 }
 
-/** Starts interop_server; resolves to {port, pid, stop()} once it printed "PORT n". */
+/**
+ * Starts interop_server; resolves to {port, tlsPort, pid, stop()} once it printed "PORT n"
+ * (and "TLSPORT n" when started with --tls-cert).
+ */
 function startServer(binary, args = [], timeoutMs = 20000) {
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const tls = args.includes('--tls-cert');
   let exitCode = null;
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => {
     exitCode = code === null ? `signal ${signal}` : code;
@@ -63,18 +67,90 @@ function startServer(binary, args = [], timeoutMs = 20000) {
   };
   const ready = new Promise((resolve, reject) => {
     let out = '';
+    const pattern = tls ? /^PORT (\d+)\nTLSPORT (\d+)\n/ : /^PORT (\d+)\n/;
+    const lines = tls ? 2 : 1;
     child.stdout.on('data', (chunk) => {
       out += chunk.toString();
-      const m = /^PORT (\d+)\n/.exec(out);
-      if (m) resolve(Number(m[1]));
-      else if (out.includes('\n')) reject(new Error(`unexpected first line from interop_server: ${JSON.stringify(out)}`));
+      const m = pattern.exec(out);
+      if (m) resolve({ port: Number(m[1]), tlsPort: tls ? Number(m[2]) : null });
+      else if (out.split('\n').length > lines) reject(new Error(`unexpected first lines from interop_server: ${JSON.stringify(out)}`));
     });
     child.on('error', reject);
     exited.then((code) => reject(new Error(`interop_server exited before listening (${code})`)));
   });
   return withTimeout(ready, timeoutMs, 'interop_server start').then(
-    (port) => ({ port, pid: child.pid, stop, alive: () => exitCode === null }),
+    ({ port, tlsPort }) => ({ port, tlsPort, pid: child.pid, stop, alive: () => exitCode === null }),
     async (e) => { await stop(); throw e; });
+}
+
+/**
+ * A throwaway CA and certificates (scripts/make-test-certs.sh) in a fresh temporary directory,
+ * removed when the process exits: {dir, ca, serverPem, serverKey, otherPem, otherKey, serverArgs}.
+ * Exits 77 (SKIP) if the openssl command is missing.
+ */
+function makeCerts() {
+  const os = require('os');
+  const { execFileSync } = require('child_process');
+  const onPath = (process.env.PATH || '').split(':').some((d) => d && fs.existsSync(path.join(d, 'openssl')));
+  if (!onPath) {
+    console.log('SKIP: the openssl command is missing (Debian openssl); it makes the test certificates');
+    process.exit(SKIP);
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tongdao-certs-'));
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  execFileSync('bash', [path.join(repoRoot, 'scripts', 'make-test-certs.sh'), dir], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 60000 });
+  const f = (name) => path.join(dir, name);
+  return {
+    dir,
+    ca: f('ca.pem'),
+    serverPem: f('server.pem'),
+    serverKey: f('server.key'),
+    otherPem: f('other.pem'),
+    otherKey: f('other.key'),
+    serverArgs: ['--tls-cert', f('server.pem'), '--tls-key', f('server.key'),
+      '--tls-cert', f('other.pem'), '--tls-key', f('other.key')],
+  };
+}
+
+/**
+ * A byte-counting TCP relay on 127.0.0.1 and a free port, to targetPort: `up` counts client
+ * to server bytes, `down` server to client, over all connections. What it counts is what
+ * travels on the wire (frames after compression, TLS records under wss://).
+ * Resolves to {port, counts(), reset(), close()}.
+ */
+function startRelay(targetPort, targetHost = '127.0.0.1') {
+  const net = require('net');
+  const state = { up: 0, down: 0, connections: 0 };
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    state.connections += 1;
+    const upstream = net.connect(targetPort, targetHost);
+    for (const s of [client, upstream]) {
+      s.setNoDelay(true);
+      s.setTimeout(60000, () => s.destroy());
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    }
+    // An end of stream passes on through pipe(); a failure on one side ends the other.
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.on('data', (d) => { state.up += d.length; });
+    upstream.on('data', (d) => { state.down += d.length; });
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  return withTimeout(new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve({
+      port: server.address().port,
+      counts: () => ({ up: state.up, down: state.down, connections: state.connections }),
+      reset: () => { state.up = 0; state.down = 0; },
+      close: () => new Promise((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+    }));
+  }), 10000, 'relay listen');
 }
 
 /** Named checks: each runs with a bound; a failure is reported and the run goes on. */
@@ -144,6 +220,6 @@ async function expectAllClosed(port, timeoutMs = 10000) {
 }
 
 module.exports = {
-  SKIP, repoRoot, requirePeer, serverPath, withTimeout, startServer, Checks, expect, expectEq, metrics,
-  expectAllClosed,
+  SKIP, repoRoot, requirePeer, serverPath, withTimeout, startServer, makeCerts, startRelay, Checks, expect,
+  expectEq, metrics, expectAllClosed,
 };

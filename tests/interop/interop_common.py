@@ -4,14 +4,18 @@ raw HTTP/WebSocket bytes over plain sockets, and a tiny check runner.
 Every wait here is bounded; the server is stopped by its pid (SIGTERM, then SIGKILL).
 """
 
+import atexit
 import base64
 import os
 import select
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import traceback
 
@@ -29,17 +33,20 @@ def server_path(argv):
 
 
 class Server:
-    """interop_server on 127.0.0.1 and a free port, stopped on exit (also on failure)."""
+    """interop_server on 127.0.0.1 and a free port, stopped on exit (also on failure).
+    With --tls-cert among the arguments it also reads the "TLSPORT n" line (`tls_port`)."""
 
     def __init__(self, path, *args, start_timeout=20.0):
         self.proc = subprocess.Popen([path, *args], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
         self.pid = self.proc.pid
         self.port = None
+        self.tls_port = None
         self.exit_code = None
         deadline = time.monotonic() + start_timeout
-        line = b""
         fd = self.proc.stdout.fileno()
-        try:
+
+        def read_line():
+            line = b""
             while not line.endswith(b"\n"):
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -51,10 +58,18 @@ class Server:
                 if not chunk:
                     raise RuntimeError(f"interop_server exited before listening (status {self.proc.wait(5)})")
                 line += chunk
-            words = line.decode().split()
-            if len(words) != 2 or words[0] != "PORT":
-                raise RuntimeError(f"unexpected first line from interop_server: {line!r}")
-            self.port = int(words[1])
+            return line
+
+        try:
+            for word in ["PORT"] + (["TLSPORT"] if "--tls-cert" in args else []):
+                line = read_line()
+                words = line.decode().split()
+                if len(words) != 2 or words[0] != word:
+                    raise RuntimeError(f"unexpected line from interop_server: {line!r} (want {word} n)")
+                if word == "PORT":
+                    self.port = int(words[1])
+                else:
+                    self.tls_port = int(words[1])
         except BaseException:
             self.stop()
             raise
@@ -101,6 +116,154 @@ class Server:
 
     def fd_count(self):
         return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+
+# --- test certificates -----------------------------------------------------------------
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CERT_SCRIPT = os.path.join(REPO_ROOT, "scripts", "make-test-certs.sh")
+
+
+class Certs:
+    """A throwaway CA and certificates (scripts/make-test-certs.sh) in a fresh temporary
+    directory, removed when the process exits: ca, server (localhost, 127.0.0.1, ::1) and
+    other (other.test, *.other.test), each as .pem and .key paths."""
+
+    def __init__(self, prefix="tongdao-certs-"):
+        self.dir = tempfile.mkdtemp(prefix=prefix)
+        atexit.register(shutil.rmtree, self.dir, True)
+        if shutil.which("openssl") is None:
+            raise RuntimeError("openssl (the command) is needed to make the test certificates")
+        subprocess.run(["bash", CERT_SCRIPT, self.dir], check=True, timeout=60,
+                       stdout=subprocess.DEVNULL)
+        self.ca = os.path.join(self.dir, "ca.pem")
+        self.server_pem = os.path.join(self.dir, "server.pem")
+        self.server_key = os.path.join(self.dir, "server.key")
+        self.other_pem = os.path.join(self.dir, "other.pem")
+        self.other_key = os.path.join(self.dir, "other.key")
+
+    def server_args(self, with_other=True):
+        """interop_server arguments: server.pem as the default, other.pem by SNI."""
+        args = ["--tls-cert", self.server_pem, "--tls-key", self.server_key]
+        if with_other:
+            args += ["--tls-cert", self.other_pem, "--tls-key", self.other_key]
+        return args
+
+    def client_context(self, server_hostname_check=True):
+        """An ssl context for clients that trusts the test CA only."""
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.ca)
+        ctx.check_hostname = server_hostname_check
+        return ctx
+
+
+# --- a byte-counting TCP relay ------------------------------------------------------------
+
+class Relay:
+    """Listens on 127.0.0.1 and a free port and forwards each connection to (host, port),
+    counting the bytes that cross in each direction: `up` (client to server) and `down`
+    (server to client), totals over all connections. What is measured is what travels on
+    the wire: frames after permessage-deflate, TLS records when the peers speak TLS.
+    Threads, one pair per connection; every blocking call has a timeout; stop() ends all."""
+
+    def __init__(self, target_port, target_host="127.0.0.1", idle_timeout=60.0):
+        self.target = (target_host, target_port)
+        self.idle_timeout = idle_timeout
+        self.up = 0
+        self.down = 0
+        self.connections = 0
+        self.lock = threading.Lock()
+        self.sockets = []
+        self.threads = []
+        self.stopped = False
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def counts(self):
+        with self.lock:
+            return self.up, self.down
+
+    def reset(self):
+        with self.lock:
+            self.up = self.down = 0
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                client, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            for s in (client, server):
+                s.settimeout(self.idle_timeout)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self.lock:
+                self.connections += 1
+                self.sockets += [client, server]
+            done = [0]  # pumps finished on this connection: the second closes both sockets
+            for src, dst, attr in ((client, server, "up"), (server, client, "down")):
+                t = threading.Thread(target=self._pump, args=(src, dst, attr, done), daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    def _pump(self, src, dst, attr, done):
+        try:
+            while True:
+                data = src.recv(262144)
+                if not data:
+                    break
+                with self.lock:
+                    setattr(self, attr, getattr(self, attr) + len(data))
+                dst.sendall(data)
+        except OSError:
+            pass
+        # Pass the end of stream (or the failure) on, so each side sees what it would directly.
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        with self.lock:
+            done[0] += 1
+            last = done[0] == 2
+        if last:
+            src.close()
+            dst.close()
+
+    def stop(self):
+        self.stopped = True
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        with self.lock:
+            socks = list(self.sockets)
+        for s in socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+        self.acceptor.join(5)
+        for t in self.threads:
+            t.join(5)
 
 
 # --- raw HTTP ------------------------------------------------------------------------

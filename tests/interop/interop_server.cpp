@@ -1,12 +1,22 @@
 // interop_server: the endpoints the interop and abuse tests drive with real peers
 // (Python websockets, Node ws, Chromium, raw sockets). Listens on 127.0.0.1, port 0,
-// prints "PORT <n>" on stdout once listening, and exits cleanly on SIGTERM.
+// prints "PORT <n>" on stdout once listening (then "TLSPORT <n>" when TLS is on), and exits
+// cleanly on SIGTERM; SIGHUP reloads the certificates.
 //
-//   interop_server [--threads N] [--handshake-timeout S] [--log-level L] [N]
+//   interop_server [--threads N] [--handshake-timeout S] [--log-level L]
+//                  [--deflate off|shared|dedicated] [--tls-cert PEM --tls-key PEM]...
+//                  [--tls-port N] [N]
+//
+//   --deflate   permessage-deflate on /echo, /small and /headers (default off)
+//   --tls-cert, --tls-key   a certificate and its key, repeatable (the first is the default,
+//               the others are picked by SNI); with them a second listener serves wss://
+//               on --tls-port (default 0: a free port)
 //
 //   /echo    every message back with its type; sub-protocol "superchat" if offered, else
 //            the first offered, else none; messages up to 16 MiB
 //   /small   echo with messages up to 1024 bytes (bigger ones close with 1009)
+//   /headers first sends one text message with the upgrade request's header fields, one
+//            "name: value" per line, as received; then echoes like /echo
 //   /close   the first message "CODE REASON" makes the server end(CODE, REASON)
 //   /reject  the upgrade is refused with 403 "forbidden"
 //   /abort   the first message makes the server drop the TCP connection (no close frame)
@@ -29,6 +39,7 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace {
 
@@ -54,13 +65,21 @@ void pump(tongdao::WebSocket& ws) {
     }
 }
 
+/** /headers: the upgrade request's header fields, sent once open. */
+struct RequestHeaders {
+    std::string text;
+};
+
 /** /close and /abort act on the first message only. */
 struct Once {
     bool done = false;
 };
 
 void usage(FILE* out) {
-    std::fputs("usage: interop_server [--threads N] [--handshake-timeout S] [--log-level L] [N]\n", out);
+    std::fputs("usage: interop_server [--threads N] [--handshake-timeout S] [--log-level L]\n"
+               "                      [--deflate off|shared|dedicated] [--tls-cert PEM --tls-key PEM]...\n"
+               "                      [--tls-port N] [N]\n",
+               out);
 }
 
 } // namespace
@@ -71,6 +90,9 @@ int main(int argc, char** argv) {
     options.port = 0;
     options.threads = 2;
     options.handshakeTimeout = 10;
+    options.tlsPort = 0;
+    tongdao::Compression deflate = tongdao::Compression::off;
+    std::vector<std::string> certs, keys;
     tongdao::setLogLevel(tongdao::LogLevel::warn);
     // A test script that is killed (a ctest timeout) takes its server along: SIGTERM when the
     // parent goes away, and nothing to do if it already has.
@@ -90,7 +112,16 @@ int main(int argc, char** argv) {
         bool ok = true;
         if (arg == "--threads") ok = parseNumber(value(), options.threads);
         else if (arg == "--handshake-timeout") ok = parseNumber(value(), options.handshakeTimeout);
-        else if (arg == "--log-level") {
+        else if (arg == "--tls-cert") certs.emplace_back(value());
+        else if (arg == "--tls-key") keys.emplace_back(value());
+        else if (arg == "--tls-port") ok = parseNumber(value(), options.tlsPort);
+        else if (arg == "--deflate") {
+            const auto v = value();
+            if (v == "off") deflate = tongdao::Compression::off;
+            else if (v == "shared") deflate = tongdao::Compression::shared;
+            else if (v == "dedicated") deflate = tongdao::Compression::dedicated;
+            else ok = false;
+        } else if (arg == "--log-level") {
             const auto level = tongdao::parseLogLevel(value());
             ok = level.has_value();
             if (ok) tongdao::setLogLevel(*level);
@@ -110,11 +141,17 @@ int main(int argc, char** argv) {
         }
     }
     if (options.threads == 0) options.threads = 2;
+    if (certs.size() != keys.size()) {
+        std::fprintf(stderr, "interop_server: give one --tls-key for each --tls-cert\n");
+        return 2;
+    }
+    for (std::size_t i = 0; i < certs.size(); ++i) options.tls.certificates.push_back({certs[i], keys[i]});
 
     tongdao::Server server(options);
 
     server.ws("/echo", {
         .maxPayloadLength = 16 * 1024 * 1024,
+        .compression = deflate,
         .upgrade = [](tongdao::UpgradeRequest& req, tongdao::UpgradeResponse& res) {
             const auto& offered = req.protocols();
             std::string_view chosen;
@@ -128,6 +165,22 @@ int main(int argc, char** argv) {
 
     server.ws("/small", {
         .maxPayloadLength = 1024,
+        .compression = deflate,
+        .message = echo,
+    });
+
+    server.ws<RequestHeaders>("/headers", {
+        .maxPayloadLength = 16 * 1024 * 1024,
+        .compression = deflate,
+        .upgrade = [](tongdao::UpgradeRequest& req, tongdao::UpgradeResponse& res) {
+            RequestHeaders h;
+            for (const auto& field : req.headers())
+                h.text.append(field.name).append(": ").append(field.value).append("\n");
+            res.accept(std::move(h));
+        },
+        .open = [](tongdao::WebSocket& ws) {
+            ws.send(ws.getUserData<RequestHeaders>()->text, tongdao::MessageKind::text);
+        },
         .message = echo,
     });
 
@@ -188,13 +241,14 @@ int main(int argc, char** argv) {
     });
 
     try {
-        server.listen();
+        server.listen(); // also loads the certificates
     } catch (const std::exception& e) {
         std::fprintf(stderr, "interop_server: %s\n", e.what());
         return 1;
     }
     server.handleSignals();
     std::printf("PORT %u\n", static_cast<unsigned>(server.port()));
+    if (server.tlsPort()) std::printf("TLSPORT %u\n", static_cast<unsigned>(server.tlsPort()));
     std::fflush(stdout);
     server.run();
     return 0;

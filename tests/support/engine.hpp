@@ -28,8 +28,15 @@ inline ByteVec bytes(std::string_view s) {
     return ByteVec(reinterpret_cast<const std::byte*>(s.data()), reinterpret_cast<const std::byte*>(s.data()) + s.size());
 }
 inline ByteVec concat(std::initializer_list<ByteVec> parts) {
-    ByteVec out;
-    for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+    // Sized once and copied in (vector::insert here trips GCC 12's -Wstringop-overflow at -O3).
+    std::size_t total = 0;
+    for (const auto& p : parts) total += p.size();
+    ByteVec out(total);
+    std::size_t at = 0;
+    for (const auto& p : parts) {
+        if (!p.empty()) std::memcpy(out.data() + at, p.data(), p.size());
+        at += p.size();
+    }
     return out;
 }
 inline std::string str(Bytes b) { return std::string(asString(b)); }

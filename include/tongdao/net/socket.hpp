@@ -87,6 +87,8 @@ public:
      */
     void startTls(SSL* ssl, bool server);
     bool secure() const noexcept { return tls_ != nullptr; }
+    /** True unless a TLS handshake is still under way (nothing can be written before it ends). */
+    bool tlsReady() const noexcept;
     /** Why TLS failed ("certificate verify failed: ..."), empty if it did not. */
     std::string tlsError() const;
     /** Hands the TLS state over with the descriptor (see `detach`). */
