@@ -166,6 +166,7 @@ void Loop::endTurn() noexcept {
     // A flush may mark more sockets dirty; walk by index.
     for (std::size_t i = 0; i < dirty_.size(); ++i) {
         Socket* s = dirty_[i];
+        if (!s->dirty_) continue; // flushed already, right after its own read
         s->dirty_ = false;
         if (s->isOpen()) s->onFlush();
     }

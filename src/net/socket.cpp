@@ -98,6 +98,13 @@ void Socket::onEvents(std::uint32_t events) {
         if (n > 0) {
             if (tls_) readTls(buf.first(static_cast<std::size_t>(n)));
             else onData(buf.first(static_cast<std::size_t>(n)));
+            // What this read made this socket send leaves now, in one write, while its
+            // bytes are still in cache (uWS corks per read the same way); what it made
+            // other sockets send waits for the end of the round.
+            if (dirty_ && fd_ >= 0) {
+                dirty_ = false;
+                onFlush();
+            }
         } else if (n == 0) {
             readDone_ = true;
             updateEvents();
