@@ -218,3 +218,52 @@ TEST(PubSub, ThousandMessagesFromOneThreadArriveInOrderEverywhere) {
 
 } // namespace
 } // namespace tongdao::test
+
+namespace tongdao::test {
+namespace {
+
+// RFC 7692 with pub/sub: a published message reaches subscribers that agreed on
+// permessage-deflate compressed (framed and compressed once per loop in shared mode, by
+// each connection's own compressor in dedicated mode) and the others plain.
+void publishToMixedSubscribers(Compression mode) {
+    TestServer ts(testOptions(2));
+    WebSocketBehavior b;
+    b.compression = mode;
+    b.open = [](WebSocket& ws) {
+        ws.subscribe("t");
+        ws.sendText(ws.extension() ? "deflate" : "plain");
+    };
+    ts.server.ws("/ws", std::move(b));
+    const auto port = ts.start();
+
+    std::vector<std::unique_ptr<WsClient>> clients;
+    for (int i = 0; i < 6; ++i) {
+        ClientOptions o;
+        o.deflate = i % 2 == 0; // half of them offer it
+        clients.push_back(std::make_unique<WsClient>(port, o));
+        ASSERT_TRUE(clients.back()->handshake("/ws"));
+        ASSERT_EQ(clients.back()->nextMessage(), o.deflate ? "deflate" : "plain");
+    }
+    const std::string chat = [] {
+        std::string s;
+        for (int i = 0; s.size() < 20000; ++i)
+            s += R"({"type":"chat","room":"lobby","from":"user)" + std::to_string(i % 7) +
+                 R"(","text":"hello everyone, the meeting moves to three o'clock"})";
+        return s;
+    }();
+    std::vector<std::size_t> before;
+    for (auto& c : clients) before.push_back(c->bytesReceived());
+    ts.server.publish("t", chat);
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+        ASSERT_EQ(clients[i]->nextMessage(), chat) << i;
+        const std::size_t wire = clients[i]->bytesReceived() - before[i];
+        if (i % 2 == 0) EXPECT_LT(wire, chat.size() / 4) << "client " << i << " got it compressed";
+        else EXPECT_GT(wire, chat.size()) << "client " << i << " got it plain";
+    }
+}
+
+TEST(PubSubDeflate, SharedModeCompressesOnceForItsSubscribers) { publishToMixedSubscribers(Compression::shared); }
+TEST(PubSubDeflate, DedicatedModeCompressesPerConnection) { publishToMixedSubscribers(Compression::dedicated); }
+
+} // namespace
+} // namespace tongdao::test

@@ -8,6 +8,7 @@
 #include "support/engine.hpp"
 
 #include "tongdao/protocol/handshake.hpp"
+#include "tongdao/protocol/permessage_deflate.hpp"
 #include "tongdao/protocol/http.hpp"
 
 #include <gtest/gtest.h>
@@ -64,6 +65,7 @@ struct ClientOptions {
     bool autoPong = true;           ///< the engine answers pings by itself
     bool autoFlush = true;          ///< write the engine's answers (pongs, close echo) at once
     std::size_t maxMessage = 64 * 1024 * 1024;
+    bool deflate = false;           ///< offer permessage-deflate (RFC 7692)
 };
 
 /** A raw upgrade request, for handshakes the real client would never send. */
@@ -154,6 +156,7 @@ public:
         while (n < 0 && errno == EINTR);
         if (n > 0) {
             raw_.append(buf, static_cast<std::size_t>(n));
+            received_ += static_cast<std::size_t>(n);
             return true;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
@@ -236,6 +239,7 @@ public:
         req.target = std::move(target);
         req.protocols = std::move(protocols);
         req.headers = std::move(headers);
+        if (opts_.deflate) req.extensions.push_back(std::make_shared<protocol::ClientDeflateFactory>());
         protocol::ClientHandshake hs(std::move(req));
         if (!sendRaw(hs.request() + std::string(extra))) return false;
         auto r = readHttp(true, opts_.timeout);
@@ -256,11 +260,14 @@ public:
             return false;
         }
         protocol_ = std::string(hs.protocol());
+        engine_.setExtension(hs.takeExtension());
         upgraded_ = true;
         pump();
         return true;
     }
     const HttpReply& reply() const noexcept { return reply_; }
+    /** Bytes read from the socket so far (wire bytes: after compression, before inflation). */
+    std::size_t bytesReceived() const noexcept { return received_; }
     const std::string& protocol() const noexcept { return protocol_; }
 
     // --- WebSocket -------------------------------------------------------------------------
@@ -392,6 +399,7 @@ private:
     protocol::Connection engine_;
     int fd_ = -1;
     std::string raw_;
+    std::size_t received_ = 0;
     std::deque<Rec> events_;
     HttpReply reply_;
     std::string protocol_;
