@@ -158,11 +158,18 @@ void Loop::markDirty(Socket& s) {
     if (s.dirty_) return;
     s.dirty_ = true;
     dirty_.push_back(&s);
-    // Outside a turn (called from a foreign handler) nothing would flush it: do it now.
-    if (!inTurn()) endTurn();
+    // Outside a turn (called from a handler of the application's own) nothing would flush
+    // it: do it now. Closed sockets are left for the next turn to delete, as the caller may
+    // still hold one.
+    if (!inTurn()) flushDirty();
 }
 
 void Loop::endTurn() noexcept {
+    flushDirty();
+    doomed_.clear();
+}
+
+void Loop::flushDirty() noexcept {
     // A flush may mark more sockets dirty; walk by index.
     for (std::size_t i = 0; i < dirty_.size(); ++i) {
         Socket* s = dirty_[i];
@@ -171,7 +178,6 @@ void Loop::endTurn() noexcept {
         if (s->isOpen()) s->onFlush();
     }
     dirty_.clear();
-    doomed_.clear();
 }
 
 void Loop::add(Pollable& p, int fd, std::uint32_t events) {

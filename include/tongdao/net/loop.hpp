@@ -126,6 +126,7 @@ private:
     void waitForEvents();
     void onReady();
     void endTurn() noexcept;
+    void flushDirty() noexcept;
     void tick();
 
     std::unique_ptr<asio::io_context> owned_;
