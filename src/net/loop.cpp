@@ -1,4 +1,5 @@
 #include "tongdao/net/loop.hpp"
+#include "tongdao/log.hpp"
 #include "tongdao/net/socket.hpp"
 
 #include <asio/posix/stream_descriptor.hpp>
@@ -87,7 +88,10 @@ void Loop::run() {
             break;
         } catch (const std::exception& e) {
             // A posted function threw: report it and keep the loop alive.
-            std::fprintf(stderr, "tongdao: loop %zu: unhandled exception: %s\n", index_, e.what());
+            log(LogLevel::error, "loop %zu: unhandled exception: %s", index_, e.what());
+            if (stopped_) break;
+        } catch (...) {
+            log(LogLevel::error, "loop %zu: unhandled exception", index_);
             if (stopped_) break;
         }
     }

@@ -131,6 +131,10 @@ void HttpSession::handle(const http::Request& req) {
             log(LogLevel::error, "http %.*s: handler threw: %s", static_cast<int>(path.size()), path.data(), e.what());
             res = HttpResponse{};
             res.text("internal server error\n", 500);
+        } catch (...) {
+            log(LogLevel::error, "http %.*s: handler threw", static_cast<int>(path.size()), path.data());
+            res = HttpResponse{};
+            res.text("internal server error\n", 500);
         }
     } else {
         for (const auto& [prefix, root] : server.staticDirs) {

@@ -72,15 +72,19 @@ WebSocket::WebSocket(net::Loop& loop, int fd, Init init)
 
 WebSocket::~WebSocket() {
     // Normally finish() ran; this covers a loop torn down with connections open.
-    if (!finished_) {
-        finished_ = true;
-        while (!topics_.empty()) unsubscribe(topics_.back().first->name);
-        ctx_->freeSlot(slot_);
-        --ctx_->openWebSockets;
-        route_->connections.fetch_sub(1, std::memory_order_relaxed);
-        ctx_->stats.connectionsOpen.sub();
-    }
+    leave();
     if (userData_ && destroyUserData_) destroyUserData_(userData_);
+}
+
+void WebSocket::leave() noexcept {
+    // Undoes what the constructor did, once: topics, the handle's slot, the counts.
+    if (finished_) return;
+    finished_ = true;
+    while (!topics_.empty()) unsubscribe(topics_.back().first->name);
+    ctx_->freeSlot(slot_);
+    --ctx_->openWebSockets;
+    route_->connections.fetch_sub(1, std::memory_order_relaxed);
+    ctx_->stats.connectionsOpen.sub();
 }
 
 void WebSocket::start(protocol::MutableBytes leftover) {
@@ -118,12 +122,7 @@ void WebSocket::failByApp(const char* what) {
 
 void WebSocket::finish(int code, std::string_view reason) {
     if (finished_) return;
-    finished_ = true;
-    while (!topics_.empty()) unsubscribe(topics_.back().first->name);
-    ctx_->freeSlot(slot_);
-    --ctx_->openWebSockets;
-    route_->connections.fetch_sub(1, std::memory_order_relaxed);
-    ctx_->stats.connectionsOpen.sub();
+    leave();
     if (opened_ && route_->behavior.close) {
         try {
             route_->behavior.close(*this, code, reason);

@@ -153,6 +153,7 @@ private:
     static constexpr std::size_t corkLimit = 64 * 1024;
     void resetIdle();
     void finish(int code, std::string_view reason);
+    void leave() noexcept;
     void failByApp(const char* what);
     bool checkUserType(const std::type_info& t) const noexcept;
     template <class F>
