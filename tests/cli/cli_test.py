@@ -35,6 +35,9 @@ except ImportError as e:  # the checks that need it say SKIP
     websockets = None
     WEBSOCKETS_MISSING = str(e)
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from echo_server import EchoServer, free_port, stop_process  # noqa: E402
+
 RUN_TIMEOUT = 30.0  # seconds for one run of the client
 
 # Handshakes that fail on purpose (TLS) would be logged by websockets; the checks report.
@@ -43,58 +46,6 @@ logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
 # --- processes ---------------------------------------------------------------------------
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_process(proc, term_timeout=10.0):
-    """SIGTERM, a bounded wait, then SIGKILL; returns the exit status."""
-    if proc.poll() is None:
-        try:
-            os.kill(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(term_timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    return proc.returncode
-
-
-class EchoServer:
-    """tongdao-server on a free loopback port, healthy before use."""
-
-    def __init__(self, path, start_timeout=20.0):
-        self.port = free_port()
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([path, "--host", "127.0.0.1", "--port", str(self.port), "--threads", "1"],
-                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + start_timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tongdao-server exited early (status {self.proc.returncode}):\n{self.output()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"tongdao-server not healthy within {start_timeout}s:\n{self.output()}")
-            time.sleep(0.05)
-
-    def output(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def stop(self):
-        return stop_process(self.proc)
-
 
 class Result:
     def __init__(self, status, stdout, stderr):

@@ -15,60 +15,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import time
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from echo_server import EchoServer as Server  # noqa: E402
+
 RUN_TIMEOUT = 30.0  # seconds for one example
-
-
-def free_port():
-    """A port that was free a moment ago (bind to 0, read it, release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """tongdao-server on 127.0.0.1:port, its output in a temporary file."""
-
-    def __init__(self, path, start_timeout=20.0):
-        self.port = free_port()
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([path, "--host", "127.0.0.1", "--port", str(self.port), "--threads", "1"],
-                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + start_timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tongdao-server exited early (status {self.proc.returncode}):\n{self.output()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"tongdao-server not healthy within {start_timeout}s:\n{self.output()}")
-            time.sleep(0.05)
-
-    def output(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def stop(self, term_timeout=10.0):
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(term_timeout)
-            except subprocess.TimeoutExpired:
-                print(f"tongdao-server {self.proc.pid} ignored SIGTERM for {term_timeout}s: SIGKILL", file=sys.stderr)
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        return self.proc.returncode
 
 
 def closed_port_url():
