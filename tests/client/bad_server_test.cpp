@@ -160,10 +160,16 @@ TEST(BadServer, NeverAnswersTimesOut) {
 
 // --- after the handshake ----------------------------------------------------------------------
 
-TEST(BadServer, SendsAMaskedFrame) {
-    TestServer server([](Peer& p) {
+// The server sends `raw` after the handshake, then reads the client's close frame and waits
+// for its TCP close. Returns the task's events and the close the server received.
+struct Failure {
+    Strings events;
+    std::optional<Rec> serverSaw;
+};
+Failure afterTheHandshakeServerSends(ByteVec raw) {
+    TestServer server([raw](Peer& p) {
         if (!p.handshake()) return;
-        p.sendRaw(frame(0x1, "masked!", true, true));
+        p.sendRaw(raw);
         p.next(); // the client's close frame
         p.waitEof();
     });
@@ -171,69 +177,36 @@ TEST(BadServer, SendsAMaskedFrame) {
     auto task = connectSocket(rt, opts(server.url()));
     auto log = TaskLog::attach(*task);
     EXPECT_TRUE(runFor(rt));
-    EXPECT_EQ(log->snapshot(), (Strings{"open", "error:server frame masked", "close:1002:server frame masked"}));
     EXPECT_TRUE(server.waitScripts());
-    EXPECT_EQ(server.firstEvent(0, "close"), closeEv(1002, "server frame masked"));
+    return {log->snapshot(), server.firstEvent(0, "close")};
+}
+
+TEST(BadServer, SendsAMaskedFrame) {
+    const auto f = afterTheHandshakeServerSends(frame(0x1, "masked!", true, true));
+    EXPECT_EQ(f.events, (Strings{"open", "error:server frame masked", "close:1002:server frame masked"}));
+    EXPECT_EQ(f.serverSaw, closeEv(1002, "server frame masked"));
 }
 
 TEST(BadServer, SendsInvalidUtf8) {
-    TestServer server([](Peer& p) {
-        if (!p.handshake()) return;
-        p.sendRaw(frame(0x1, "\xc3\x28"));
-        p.next();
-        p.waitEof();
-    });
-    Runtime rt;
-    auto task = connectSocket(rt, opts(server.url()));
-    auto log = TaskLog::attach(*task);
-    EXPECT_TRUE(runFor(rt));
-    EXPECT_EQ(log->snapshot(), (Strings{"open", "error:invalid UTF-8 in text", "close:1007:invalid UTF-8 in text"}));
-    EXPECT_TRUE(server.waitScripts());
-    EXPECT_EQ(server.firstEvent(0, "close"), closeEv(1007, "invalid UTF-8 in text"));
+    const auto f = afterTheHandshakeServerSends(frame(0x1, "\xc3\x28"));
+    EXPECT_EQ(f.events, (Strings{"open", "error:invalid UTF-8 in text", "close:1007:invalid UTF-8 in text"}));
+    EXPECT_EQ(f.serverSaw, closeEv(1007, "invalid UTF-8 in text"));
 }
 
 TEST(BadServer, SendsAReservedOpcode) {
-    TestServer server([](Peer& p) {
-        if (!p.handshake()) return;
-        p.sendRaw(frame(0x3, "?"));
-        p.next();
-        p.waitEof();
-    });
-    Runtime rt;
-    auto task = connectSocket(rt, opts(server.url()));
-    auto log = TaskLog::attach(*task);
-    EXPECT_TRUE(runFor(rt));
-    EXPECT_EQ(log->snapshot(), (Strings{"open", "error:reserved opcode", "close:1002:reserved opcode"}));
+    const auto f = afterTheHandshakeServerSends(frame(0x3, "?"));
+    EXPECT_EQ(f.events, (Strings{"open", "error:reserved opcode", "close:1002:reserved opcode"}));
 }
 
 TEST(BadServer, AnnouncesAFrameTooBig) {
     // A header for a 32 MiB frame: refused at the header, nothing is buffered.
-    TestServer server([](Peer& p) {
-        if (!p.handshake()) return;
-        const unsigned char h[] = {0x82, 127, 0, 0, 0, 0, 0x02, 0, 0, 0};
-        p.sendRaw(std::string_view(reinterpret_cast<const char*>(h), sizeof h));
-        p.next();
-        p.waitEof();
-    });
-    Runtime rt;
-    auto task = connectSocket(rt, opts(server.url()));
-    auto log = TaskLog::attach(*task);
-    EXPECT_TRUE(runFor(rt));
-    EXPECT_EQ(log->snapshot(), (Strings{"open", "error:frame too big", "close:1009:frame too big"}));
+    const auto f = afterTheHandshakeServerSends(bytes({0x82, 127, 0, 0, 0, 0, 0x02, 0, 0, 0}));
+    EXPECT_EQ(f.events, (Strings{"open", "error:frame too big", "close:1009:frame too big"}));
 }
 
 TEST(BadServer, SendsAnInvalidCloseCode) {
-    TestServer server([](Peer& p) {
-        if (!p.handshake()) return;
-        p.sendRaw(frame(0x8, closePayload(1005)));
-        p.next();
-        p.waitEof();
-    });
-    Runtime rt;
-    auto task = connectSocket(rt, opts(server.url()));
-    auto log = TaskLog::attach(*task);
-    EXPECT_TRUE(runFor(rt));
-    EXPECT_EQ(log->snapshot(), (Strings{"open", "error:invalid close code", "close:1002:invalid close code"}));
+    const auto f = afterTheHandshakeServerSends(frame(0x8, closePayload(1005)));
+    EXPECT_EQ(f.events, (Strings{"open", "error:invalid close code", "close:1002:invalid close code"}));
 }
 
 TEST(BadServer, ClosesMidFrame) {
