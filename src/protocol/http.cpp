@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstring>
+#include <limits>
 
 namespace tongdao::protocol::http {
 namespace {
@@ -103,6 +104,37 @@ std::vector<std::string_view> HeaderList::list(std::string_view name) const {
     for (const auto& f : fields_)
         if (iequals(f.name, name)) forEachElement(f.value, [&](std::string_view e) { out.push_back(e); });
     return out;
+}
+
+std::optional<std::uint64_t> contentLength(const HeaderList& headers) noexcept {
+    constexpr auto max = std::numeric_limits<std::uint64_t>::max();
+    std::uint64_t length = 0;
+    bool seen = false;
+    for (const auto& f : headers) {
+        if (!iequals(f.name, "Content-Length")) continue;
+        // RFC 9110 §8.6: one value, or a list repeating one value; anything else is invalid
+        // (RFC 9112 §6.3: an unrecoverable error). An empty element is invalid too.
+        std::string_view rest = f.value;
+        for (;;) {
+            const auto comma = rest.find(',');
+            auto item = rest.substr(0, comma);
+            while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+            while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+            if (item.empty()) return std::nullopt;
+            std::uint64_t v = 0;
+            for (const char c : item) {
+                if (c < '0' || c > '9') return std::nullopt;
+                // Saturates: any such length is over every limit anyway.
+                v = v > (max - 9) / 10 ? max : v * 10 + static_cast<std::uint64_t>(c - '0');
+            }
+            if (seen && v != length) return std::nullopt;
+            length = v;
+            seen = true;
+            if (comma == std::string_view::npos) break;
+            rest.remove_prefix(comma + 1);
+        }
+    }
+    return length;
 }
 
 // --- Request ------------------------------------------------------------------------
@@ -275,25 +307,39 @@ ParseStatus HeadParser::feedResponse(Bytes in, std::size_t& consumed) {
 
 std::string_view reasonPhrase(int status) noexcept {
     switch (status) {
+    case 100: return "Continue";
     case 101: return "Switching Protocols";
     case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
     case 204: return "No Content";
     case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
     case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
     case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
     default: return "Unknown";
     }
 }

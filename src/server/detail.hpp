@@ -8,6 +8,7 @@
 #include "tongdao/server/server.hpp"
 
 #include <atomic>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -119,6 +120,45 @@ struct PendingUpgrade {
     }
 };
 
+/** Where an HTTP handler's answer is awaited; shared by the session and the responder. */
+struct PendingHttp {
+    enum class State : std::uint8_t { waiting, answered, aborted };
+
+    HttpSession* session = nullptr; ///< while waiting; touched on the loop only
+    net::Loop* loop = nullptr;
+    std::atomic<State> state{State::waiting}; ///< set on the loop, read anywhere
+    bool dispatching = false; ///< the handler is running: a dropped responder is answered after it returns
+    bool dropped = false;     ///< the responder was destroyed unanswered while the handler ran
+
+    /** The wait is over (on the loop): answered, or the answer is no longer wanted. */
+    void end(State s) noexcept {
+        session = nullptr;
+        state.store(s, std::memory_order_release);
+    }
+};
+
+/** The methods a route can have; HEAD is answered by GET. Bit i of a mask is `httpMethods[i]`. */
+inline constexpr std::string_view httpMethods[] = {"GET", "POST", "PUT", "DELETE", "PATCH"};
+inline constexpr std::size_t httpMethodCount = std::size(httpMethods);
+/** The index of a request's method in `httpMethods` (HEAD is GET's), or httpMethodCount. */
+std::size_t httpMethodIndex(std::string_view method) noexcept;
+/** "GET, HEAD, POST" for a mask of methods. */
+std::string allowHeader(unsigned methods);
+
+/** An HTTP route: one pattern, a handler per method. */
+struct HttpRoute {
+    std::string pattern; ///< "/api/rooms", or "/api/rooms/" for a "/api/rooms/*" prefix
+    bool prefix = false;
+    AsyncHttpHandler handlers[httpMethodCount];
+};
+
+/** What the routes say about one method and path. */
+struct HttpMatch {
+    const HttpRoute* route = nullptr;            ///< the best one with a handler for the method
+    const AsyncHttpHandler* handler = nullptr;
+    unsigned methods = 0;                        ///< the methods of every route matching the path
+};
+
 } // namespace tongdao::detail
 
 namespace tongdao {
@@ -128,7 +168,7 @@ struct Server::Impl {
 
     ServerOptions options;
     std::vector<std::unique_ptr<detail::Route>> routes;
-    std::map<std::string, HttpHandler, std::less<>> httpRoutes;
+    std::vector<detail::HttpRoute> httpRoutes; ///< fixed once listening: sessions point into it
     std::vector<std::pair<std::string, std::filesystem::path>> staticDirs;
     std::vector<std::unique_ptr<detail::LoopContext>> loops;
     std::vector<std::thread> threads;
@@ -141,6 +181,9 @@ struct Server::Impl {
 
     detail::Route* findRoute(std::string_view path) const noexcept;
     bool isWsPath(std::string_view path) const noexcept { return findRoute(path) != nullptr; }
+    detail::HttpMatch matchHttp(std::string_view method, std::string_view path) const noexcept;
+    /** Registers a handler; `allowPrefix` lets a pattern ending in a slash and a star be a prefix. */
+    void addHttpRoute(std::string_view method, std::string pattern, bool allowPrefix, AsyncHttpHandler handler);
     void beginShutdown(detail::LoopContext& ctx);
 };
 

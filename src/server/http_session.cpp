@@ -18,11 +18,6 @@ bool keepAlive(const http::Request& req) {
     return true;
 }
 
-bool hasBody(const http::Request& req) {
-    const auto length = req.headers.find("Content-Length");
-    return req.headers.find("Transfer-Encoding") || (length && *length != "0");
-}
-
 int failureSlot(std::error_code ec) {
     if (ec.category() != errorCategory()) return LoopStats::rejected;
     const int slot = LoopStats::firstError + ec.value();
@@ -47,6 +42,10 @@ void HttpSession::leave() noexcept {
         pending_->session = nullptr; // an answer given later does nothing
         pending_.reset();
     }
+    if (answer_) {
+        answer_->end(PendingHttp::State::aborted); // the same for an HTTP handler's answer
+        answer_.reset();
+    }
     if (index_ < ctx_.sessions.size() && ctx_.sessions[index_] == this) {
         ctx_.sessions[index_] = ctx_.sessions.back();
         ctx_.sessions[index_]->index_ = index_;
@@ -64,7 +63,8 @@ void HttpSession::abort() noexcept {
 
 void HttpSession::onData(protocol::MutableBytes data) {
     if (closing_) return; // after our FIN: wait for the peer's, ignore the rest
-    // Bounded: a head is at most maxHeaderBytes, and frames after an upgrade request wait
+    // Bounded: a head is at most maxHeaderBytes, a body is moved out as it arrives, and
+    // frames after an upgrade request (or requests after one awaiting its answer) wait
     // with reading paused.
     in_.append(data);
     process();
@@ -75,7 +75,14 @@ void HttpSession::process() {
     if (processing_) return;
     processing_ = true;
     // One request at a time: the next waits until the response to this one is written.
-    while (!in_.empty() && !closeAfterWrite_ && !route_ && isOpen() && out_.empty()) {
+    while (isOpen() && !closeAfterWrite_ && !route_ && !answer_) {
+        if (inBody_) {
+            // A 100 (Continue) may still be on its way out: the body need not wait for it.
+            if (!readBody()) break;
+            dispatch();
+            continue;
+        }
+        if (in_.empty() || !out_.empty()) break;
         std::size_t used = 0;
         const auto st = parser_->feedRequest(in_.view(), used);
         // Drop what the parser consumed; what follows is the next request or frames.
@@ -87,13 +94,11 @@ void HttpSession::process() {
             break;
         }
         ctx_.stats.httpRequests.add();
-        // The request's views point into its parser: it stays alive while it is handled,
-        // and a fresh one reads whatever follows.
-        const auto done = std::move(parser_);
+        // The request's views point into its parser: it stays alive while it is handled
+        // (until the next head is complete), and a fresh one reads whatever follows.
+        request_ = std::move(parser_);
         parser_ = newParser();
-        handle(done->request());
-        if (route_) break; // an upgrade: what follows is frames, once it is answered
-        setTimeout(ctx_.server.options.handshakeTimeout); // the next request gets its own time
+        handle(request_->request()); // an upgrade stops the loop: what follows is frames
     }
     processing_ = false;
 }
@@ -105,10 +110,21 @@ std::unique_ptr<http::HeadParser> HttpSession::newParser() const {
 
 void HttpSession::handle(const http::Request& req) {
     auto& server = ctx_.server;
-    if (hasBody(req)) return refuse(400, "request bodies are not accepted", LoopStats::rejected);
+    headOnly_ = req.method == "HEAD";
+    persist_ = keepAlive(req);
+    // RFC 9112 §6.3: without Transfer-Encoding, Content-Length frames the body; a server
+    // may refuse a body without one with 411. Chunked bodies are not read: 411, and closed.
+    if (req.headers.find("Transfer-Encoding")) return fail(411, "request bodies need a Content-Length");
+    // RFC 9112 §6.3: an invalid Content-Length is unrecoverable: 400, and closed.
+    const auto declared = http::contentLength(req.headers);
+    if (!declared) return fail(400, "bad Content-Length");
+    const std::uint64_t length = *declared;
+    // Refused before the body is read, so the connection cannot go on.
+    if (length > server.options.maxBodyBytes) return fail(413, "request body too large");
     const auto path = req.path();
     Route* route = server.findRoute(path);
     if (protocol::isUpgradeRequest(req)) {
+        if (length != 0) return fail(400, "an upgrade request has no body");
         if (!route) return refuse(404, "no WebSocket endpoint at this path", LoopStats::notFound);
         return upgrade(req, *route);
     }
@@ -116,41 +132,7 @@ void HttpSession::handle(const http::Request& req) {
         // A WebSocket endpoint asked for without an upgrade: 405 for other methods, else 426.
         return refuse(req.method == "GET" ? error::noUpgrade : error::methodNotGet);
     }
-    if (req.method != "GET" && req.method != "HEAD") {
-        respond(protocol::rejectResponse(405, "method not allowed", {{"Allow", "GET, HEAD"}}), true);
-        return;
-    }
-    HttpRequest request(req, remoteAddress());
-    HttpResponse res;
-    bool found = false;
-    if (const auto it = server.httpRoutes.find(path); it != server.httpRoutes.end()) {
-        found = true;
-        try {
-            it->second(request, res);
-        } catch (const std::exception& e) {
-            log(LogLevel::error, "http %.*s: handler threw: %s", static_cast<int>(path.size()), path.data(), e.what());
-            res = HttpResponse{};
-            res.text("internal server error\n", 500);
-        } catch (...) {
-            log(LogLevel::error, "http %.*s: handler threw", static_cast<int>(path.size()), path.data());
-            res = HttpResponse{};
-            res.text("internal server error\n", 500);
-        }
-    } else {
-        for (const auto& [prefix, root] : server.staticDirs) {
-            if (path.substr(0, prefix.size()) == prefix) {
-                serveFile(prefix, root, request, res);
-                found = true;
-                break;
-            }
-        }
-    }
-    if (!found) res.text("not found\n", 404);
-    const bool persist = keepAlive(req);
-    if (!persist) res.headers.emplace_back("Connection", "close");
-    // HEAD: the Content-Length of the GET, no body (RFC 9110 §9.3.2).
-    std::string bytes = http::formatResponse(res.status, res.headers, res.body, req.method == "HEAD");
-    respond(std::move(bytes), !persist);
+    resolve(req, static_cast<std::size_t>(length)); // http_routes.cpp
 }
 
 // --- the opening handshake ------------------------------------------------------------
@@ -247,12 +229,14 @@ void HttpSession::completeUpgrade() {
 // --- refusals and responses -------------------------------------------------------------
 
 void HttpSession::refuse(std::error_code ec) {
+    inBody_ = false;
     ctx_.stats.handshakeFailures[failureSlot(ec)].add();
     log(LogLevel::debug, "http %s: refused: %s", remoteAddress().c_str(), ec.message().c_str());
     respond(protocol::rejectResponse(ec), true);
 }
 
 void HttpSession::refuse(int status, std::string_view reason, int slot, http::HeaderFields extra) {
+    inBody_ = false;
     ctx_.stats.handshakeFailures[slot].add();
     log(LogLevel::debug, "http %s: refused %d: %.*s", remoteAddress().c_str(), status, static_cast<int>(reason.size()),
         reason.data());
@@ -320,6 +304,7 @@ void HttpSession::onTimeout() {
         // The upgrade handler never answered: refuse rather than hang.
         return rejectUpgrade(503, "upgrade not answered in time");
     }
+    if (answer_) return giveUpHandler(); // the same for an HTTP handler
     refuse(408, "request not received in time", LoopStats::timeout);
 }
 

@@ -1,6 +1,7 @@
 #pragma once
-// A connection while it speaks HTTP: requests for plain GET routes and static files
-// (keep-alive), and the opening handshake, which hands the socket to a WebSocket.
+// A connection while it speaks HTTP: requests for HTTP routes (with Content-Length bodies,
+// answered at once or later) and static files, with keep-alive; and the opening handshake,
+// which hands the socket to a WebSocket.
 
 #include "detail.hpp"
 
@@ -17,6 +18,8 @@ public:
     /** The upgrade handler's answer (see UpgradeResponse). */
     void acceptUpgrade(std::string_view protocol);
     void rejectUpgrade(int status, std::string_view reason);
+    /** An HTTP handler's answer (see HttpResponder), on the loop. */
+    void answerHttp(HttpResponse response);
     /** Server shutdown: stop now. */
     void abort() noexcept;
 
@@ -28,8 +31,24 @@ private:
     void onTimeout() override;
     void onFlush() override { flush(); }
 
+    /** What answers the request being read, decided from its head. */
+    struct Target {
+        enum class Kind : std::uint8_t { handler, notAllowed, file, notFound };
+        Kind kind = Kind::notFound;
+        HttpMatch match;           ///< for `handler` and `notAllowed`
+        std::size_t staticDir = 0; ///< for `file`: index in staticDirs
+    };
+
     void process();
     void handle(const protocol::http::Request& req);
+    // http_routes.cpp: the body, and the request's answer.
+    void resolve(const protocol::http::Request& req, std::size_t length);
+    bool readBody();
+    void dispatch();
+    void callHandler(const protocol::http::Request& req);
+    void finish(HttpResponse res);
+    void giveUpHandler();
+    void fail(int status, std::string_view reason);
     void upgrade(const protocol::http::Request& req, Route& route);
     void refuse(std::error_code ec);
     void refuse(int status, std::string_view reason, int failureSlot, protocol::http::HeaderFields extra = {});
@@ -50,6 +69,16 @@ private:
     bool closing_ = false;       ///< FIN sent: discard input until the peer's FIN
     bool peerDone_ = false;      ///< the peer's FIN arrived
     bool processing_ = false;    ///< inside process(): flush() must not start it again
+    // The HTTP request being handled. Its head parser stays until the next head completes:
+    // the request's views point into it, and a handler answering at once may still read them.
+    std::unique_ptr<protocol::http::HeadParser> request_;
+    std::string body_;
+    std::size_t bodyLeft_ = 0;   ///< body bytes still to come
+    bool inBody_ = false;        ///< reading the body
+    bool headOnly_ = false;      ///< a HEAD: the answer has no body
+    bool persist_ = true;        ///< keep-alive after the answer
+    Target target_;
+    std::shared_ptr<PendingHttp> answer_; ///< a handler's answer, awaited
     // An upgrade in progress.
     Route* route_ = nullptr;
     std::shared_ptr<PendingUpgrade> pending_;

@@ -229,11 +229,6 @@ Server& Server::addWs(std::string pattern, WebSocketBehavior behavior, void* (*m
     return *this;
 }
 
-Server& Server::get(std::string path, HttpHandler handler) {
-    impl_->httpRoutes[std::move(path)] = std::move(handler);
-    return *this;
-}
-
 Server& Server::serveStatic(std::string urlPrefix, std::filesystem::path root) {
     if (urlPrefix.empty() || urlPrefix.back() != '/') urlPrefix += '/';
     impl_->staticDirs.emplace_back(std::move(urlPrefix), std::move(root));
@@ -406,6 +401,21 @@ void Server::publish(std::string_view topic, std::string_view message, MessageKi
         if (!copy) copy = std::make_shared<const std::pair<std::string, std::string>>(topic, message);
         ctx->loop.post([c = ctx.get(), copy, kind] { c->publishLocal(copy->first, copy->second, kind, nullptr); });
     }
+}
+
+void Server::publishLocal(std::string_view topic, std::string_view message, MessageKind kind, WebSocket* except) {
+    net::Loop* current = net::Loop::current();
+    if (!current || current->index() >= impl_->loops.size() || &impl_->loops[current->index()]->loop != current) {
+        log(LogLevel::error, "publishLocal to '%.*s': not called on a loop of this server, dropped",
+            static_cast<int>(topic.size()), topic.data());
+        return;
+    }
+    impl_->loops[current->index()]->publishLocal(topic, message, kind, except);
+}
+
+net::Loop& Server::loop(unsigned index) const {
+    if (index >= impl_->loops.size()) throw std::out_of_range("tongdao::Server::loop: no such loop (listen() first?)");
+    return impl_->loops[index]->loop;
 }
 
 ServerStats Server::stats() const {

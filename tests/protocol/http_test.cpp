@@ -3,6 +3,7 @@
 // and split in two at every point.
 #include "support/http.hpp"
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -492,7 +493,27 @@ TEST(HttpHelpers, TokensAndCaseInsensitiveEquality) {
     EXPECT_EQ(http::reasonPhrase(101), "Switching Protocols");
     EXPECT_EQ(http::reasonPhrase(426), "Upgrade Required");
     EXPECT_EQ(http::reasonPhrase(431), "Request Header Fields Too Large");
+    EXPECT_EQ(http::reasonPhrase(411), "Length Required");
     EXPECT_EQ(http::reasonPhrase(299), "Unknown");
+}
+
+// RFC 9112 §6.3 and RFC 9110 §8.6: the body length of a request.
+TEST(HttpContentLength, ValidAndInvalidValues) {
+    auto length = [](std::string_view fields) {
+        const auto p = parsedRequest("POST / HTTP/1.1\r\nHost: h\r\n" + std::string(fields) + "\r\n");
+        return http::contentLength(p->request().headers);
+    };
+    EXPECT_EQ(length(""), 0u);
+    EXPECT_EQ(length("Content-Length: 0\r\n"), 0u);
+    EXPECT_EQ(length("content-length: 42\r\n"), 42u);
+    EXPECT_EQ(length("Content-Length: 007\r\n"), 7u);
+    EXPECT_EQ(length("Content-Length: 5, 5\r\nContent-Length: 5\r\n"), 5u); // one value, repeated
+    EXPECT_EQ(length("Content-Length: 99999999999999999999999999\r\n"), std::numeric_limits<std::uint64_t>::max());
+    for (const char* bad : {"Content-Length: 5, 6\r\n", "Content-Length: 5\r\nContent-Length: 6\r\n",
+                            "Content-Length: -1\r\n", "Content-Length: +1\r\n", "Content-Length: 1.0\r\n",
+                            "Content-Length: abc\r\n", "Content-Length: \r\n", "Content-Length: 3,\r\n",
+                            "Content-Length: ,3\r\n", "Content-Length: 0x10\r\n", "Content-Length: 1 2\r\n"})
+        EXPECT_FALSE(length(bad)) << bad;
 }
 
 TEST(HttpFormat, FormatResponse) {

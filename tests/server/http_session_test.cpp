@@ -1,5 +1,6 @@
 // A connection while it speaks HTTP: plain GET routes, keep-alive and pipelining, HEAD,
-// refusals of bad or misdirected upgrades, garbage, and the handshake timeout.
+// refusals of bad or misdirected upgrades, garbage, and the handshake timeout. Bodies and
+// asynchronous routes: http_routes_test.cpp.
 #include "support/server_harness.hpp"
 
 namespace tongdao::test {
@@ -74,13 +75,40 @@ TEST(HttpRoutes, OtherMethodsAre405) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 405);
     EXPECT_EQ(r->header("Allow"), "GET, HEAD");
-    EXPECT_TRUE(c.waitEof());
+    // Nothing was left unread: the connection goes on.
+    const auto again = c.request(requestText("/health"));
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->status, 200);
 }
 
-TEST(HttpRoutes, RequestWithABodyIs400) {
+// A body sent to a GET route is read (and ignored): 405, and the connection goes on.
+TEST(HttpRoutes, PostWithABodyToAGetRouteIs405) {
     HttpServer s;
     WsClient c(s.port);
     const auto r = c.request(requestText("/health", "Content-Length: 5\r\n", "POST") + "hello");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 405);
+    EXPECT_EQ(r->header("Allow"), "GET, HEAD");
+    const auto again = c.request(requestText("/health"));
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->body, "ok\n");
+}
+
+TEST(HttpRoutes, GetWithABodyIsAnswered) {
+    HttpServer s;
+    WsClient c(s.port);
+    const auto r = c.request(requestText("/health", "Content-Length: 5\r\n") + "hello");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    const auto again = c.request(requestText("/health"));
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->body, "ok\n");
+}
+
+TEST(HttpRoutes, UpgradeWithABodyIs400) {
+    HttpServer s;
+    WsClient c(s.port);
+    const auto r = c.request(upgradeText("/ws", "Content-Length: 5\r\n") + "hello");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 400);
     EXPECT_TRUE(c.waitEof());

@@ -2,8 +2,9 @@
 /**
  * @file
  * The HTTP/1.1 head (request or status line and header fields, RFC 9112) that an
- * opening handshake and a plain GET are made of: incremental, bounded parsing and
- * formatting. No body parsing: a handshake has none and the server only serves GET.
+ * opening handshake and a plain request are made of: incremental, bounded parsing and
+ * formatting. No body parsing: a handshake has none, and the server reads a request's
+ * Content-Length bytes itself (src/server/http_routes.cpp) by `contentLength`.
  */
 
 #include "tongdao/error.hpp"
@@ -54,6 +55,13 @@ public:
 private:
     std::vector<Header> fields_;
 };
+
+/**
+ * The body length that a message's Content-Length fields give (RFC 9112 §6.3): 0 without
+ * any; empty if a value is not digits or the values differ (a list repeating one value is
+ * that value, RFC 9110 §8.6). A length too large for 64 bits saturates.
+ */
+std::optional<std::uint64_t> contentLength(const HeaderList& headers) noexcept;
 
 /** A parsed request head. Views stay valid while the parser that made it lives. */
 struct Request {

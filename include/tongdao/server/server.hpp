@@ -2,7 +2,8 @@
 /**
  * @file
  * The server: loops on N threads, one listening socket each on the same port, WebSocket
- * endpoints and plain HTTP GET routes, pub/sub across loops, graceful shutdown.
+ * endpoints and plain HTTP routes (with request bodies, answered at once or later), pub/sub
+ * across loops, graceful shutdown.
  *
  * @code
  *   tongdao::Server server({.port = 9001});
@@ -33,20 +34,32 @@ struct ServerOptions {
     std::string host = "127.0.0.1";
     std::uint16_t port = 8080;           ///< 0 picks a free port; see `Server::port()`
     unsigned threads = 0;                ///< event loops; 0 = one per core
-    std::uint32_t handshakeTimeout = 10; ///< seconds from accept to a complete request, and between keep-alive requests
+    /** Seconds from accept to a complete request (head and body), between keep-alive requests, and for
+     *  an HTTP handler to answer (then 503). */
+    std::uint32_t handshakeTimeout = 10;
     std::uint32_t closeTimeout = 5;      ///< seconds to wait for the peer's close frame, or its TCP close
     std::uint32_t shutdownTimeout = 10;  ///< seconds `shutdown()` waits for closing handshakes
     std::size_t maxHeaderBytes = 8 * 1024;
     std::size_t maxHeaders = 64;
+    /** Largest request body (Content-Length) accepted; a larger one gets 413 before it is read. */
+    std::size_t maxBodyBytes = 1024 * 1024;
     /** With certificates, a TLS listener serves wss:// on `tlsPort` beside the plain port. */
     net::TlsServerOptions tls = {};
     std::uint16_t tlsPort = 8443;        ///< 0 picks a free port; see `Server::tlsPort()`
 };
 
-/** A plain HTTP GET (or HEAD) request. Views valid during the handler. */
+namespace detail {
+struct PendingHttp;
+}
+
+/**
+ * A plain HTTP request as a handler sees it. Its views, body included, are valid during the
+ * handler call only: a handler that answers later copies what it needs first.
+ */
 class HttpRequest {
 public:
-    HttpRequest(const protocol::http::Request& r, std::string remote) : request_(r), remote_(std::move(remote)) {}
+    HttpRequest(const protocol::http::Request& r, std::string remote, std::string_view body = {})
+        : request_(r), remote_(std::move(remote)), body_(body) {}
     std::string_view method() const noexcept { return request_.method; }
     std::string_view target() const noexcept { return request_.target; }
     std::string_view path() const noexcept { return request_.path(); }
@@ -56,10 +69,13 @@ public:
     }
     const protocol::http::HeaderList& headers() const noexcept { return request_.headers; }
     const std::string& remoteAddress() const noexcept { return remote_; }
+    /** The body: the Content-Length bytes that followed the head; empty without one (GET). */
+    std::string_view body() const noexcept { return body_; }
 
 private:
     const protocol::http::Request& request_;
     std::string remote_;
+    std::string_view body_;
 };
 
 /** The response an HTTP handler fills in. */
@@ -80,7 +96,54 @@ struct HttpResponse {
     }
 };
 
+/** A handler that fills in the response before it returns (see `Server::get`). */
 using HttpHandler = std::function<void(const HttpRequest&, HttpResponse&)>;
+
+/**
+ * The answer to one HTTP request: given once with `respond`, during the handler or later
+ * (keep the object; it is cheap to move). While it is awaited the connection reads no
+ * further request. Answering does nothing if the answer is no longer wanted (`aborted()`):
+ * the client left (closed or half-closed the connection), the server is shutting down, or
+ * `handshakeTimeout` passed and the client got 503. An object destroyed unanswered, on any
+ * thread, answers 500 "handler did not answer"; a handler that throws gets 500 too.
+ *
+ * @par Thread Safety
+ * Call `respond` on the connection's loop. From another thread, post there first:
+ * `loop->post([r = std::move(responder)]() mutable { r.respond(...); })`, with `loop` taken
+ * from `loop()` beforehand (a `respond` from another thread is forwarded that way rather
+ * than racing). `answered`, `aborted`, `loop` and the destructor are safe on any thread.
+ * A responder must not outlive its server.
+ */
+class HttpResponder {
+public:
+    explicit HttpResponder(std::shared_ptr<detail::PendingHttp> p) noexcept : pending_(std::move(p)) {}
+    HttpResponder(HttpResponder&&) noexcept = default;
+    /** Assigning over an unanswered responder drops it (500) first. */
+    HttpResponder& operator=(HttpResponder&& other) noexcept;
+    HttpResponder(const HttpResponder&) = delete;
+    HttpResponder& operator=(const HttpResponder&) = delete;
+    ~HttpResponder();
+
+    /**
+     * Sends `response` (Content-Length is added; a HEAD request gets the head only). Once:
+     * later calls do nothing. Header fields that are not valid, and Content-Length or
+     * Transfer-Encoding, are dropped (logged). `Connection: close` closes after it.
+     */
+    void respond(HttpResponse response);
+    /** True once `respond` was called in time (or the server answered 500 for a handler that threw). */
+    bool answered() const noexcept;
+    /** True once the answer is no longer wanted (see above): `respond` does nothing. */
+    bool aborted() const noexcept;
+    /** The loop the connection lives on, for answering later from another thread; null if moved from. */
+    net::Loop* loop() const noexcept;
+
+private:
+    void release() noexcept;
+    std::shared_ptr<detail::PendingHttp> pending_;
+};
+
+/** A handler that answers through its responder, then or later (see `Server::route`). */
+using AsyncHttpHandler = std::function<void(const HttpRequest&, HttpResponder)>;
 
 /** Counters summed over all loops at the time of the call. */
 struct ServerStats {
@@ -119,8 +182,21 @@ public:
         }
     }
 
-    /** Adds a handler for GET and HEAD of an exact path. */
+    /**
+     * Adds a handler for GET and HEAD of an exact path, answered when it returns; the same as
+     * `route("GET", path, ...)` with an exact path. A second handler for a path replaces the first.
+     */
     Server& get(std::string path, HttpHandler handler);
+    /**
+     * Adds a handler for `method` ("GET", which also answers HEAD, "POST", "PUT", "DELETE" or
+     * "PATCH") of `pattern`: an exact path ("/api/rooms") or a prefix, "/api/rooms/" followed
+     * by a star, as for `ws()`. Among the routes with a handler for the method, an exact path wins, then the
+     * longest prefix. A path that only has routes for other methods gets 405 with `Allow`;
+     * one without any route goes on to `serveStatic`, then 404. The handler runs on the
+     * connection's loop once the whole body has arrived (at most `maxBodyBytes`).
+     * Throws std::invalid_argument for another method, std::logic_error after `listen()`.
+     */
+    Server& route(std::string method, std::string pattern, AsyncHttpHandler handler);
     /** Serves files under `root` for paths under `urlPrefix` ("/" for all); no path escapes `root`. */
     Server& serveStatic(std::string urlPrefix, std::filesystem::path root);
 
@@ -157,6 +233,19 @@ public:
      * published from one thread arrive in the order published.
      */
     void publish(std::string_view topic, std::string_view message, MessageKind kind = MessageKind::text);
+    /**
+     * Sends `message` to the subscribers of `topic` on the calling loop only, except
+     * `except` (may be null); framed (and compressed) once for them all. For applications
+     * that route their own events between loops. Call on a loop thread of this server.
+     */
+    void publishLocal(std::string_view topic, std::string_view message, MessageKind kind = MessageKind::text,
+                      WebSocket* except = nullptr);
+
+    /**
+     * Loop `index` (0 to `threads()` - 1), after `listen()`: to post work to it, or to
+     * run timers on it. Connections say which loop is theirs with `WebSocket::loop()`.
+     */
+    net::Loop& loop(unsigned index) const;
 
     ServerStats stats() const;
     /** The counters in Prometheus text exposition format. */
