@@ -38,10 +38,12 @@ build: deps-build $(RELEASE)/build.ninja
 asan: deps $(ASAN)/build.ninja
 	cmake --build $(ASAN) -j $(JOBS)
 
-# Plain WebSocket on 8080, TLS on 8443 with a throwaway CA made into build/certs.
+# The chat server, anonymous, its data in build/chat-data: ws and http on 8080, wss and https
+# on 8443 with a throwaway CA made into build/certs.
 run: build
 	@scripts/make-test-certs.sh build/certs
-	$(RELEASE)/bin/tongdao-server --tls-cert build/certs/server.pem --tls-key build/certs/server.key $(RUN_ARGS)
+	$(RELEASE)/bin/tongdao-server --anonymous --data-dir build/chat-data \
+	  --tls-cert build/certs/server.pem --tls-key build/certs/server.key $(RUN_ARGS)
 
 # Unit, interop and fuzz-smoke tests under ASan + UBSan; then what needs a Release build.
 test: deps

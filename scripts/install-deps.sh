@@ -7,12 +7,12 @@ set -euo pipefail
 
 build_pkgs=(
   build-essential cmake ninja-build pkg-config
-  libssl-dev zlib1g-dev libasio-dev libsqlite3-dev libhiredis-dev ca-certificates openssl
+  libssl-dev zlib1g-dev libasio-dev libsqlite3-dev libhiredis-dev libboost-json1.81-dev libcli11-dev ca-certificates openssl
 )
 test_pkgs=(
   clang libclang-rt-14-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-websockets redis-server chromium nodejs
-  libboost1.81-dev libwebsocketpp-dev
+  libboost1.81-dev libwebsocketpp-dev libsimdjson-dev
 )
 
 want=("${build_pkgs[@]}")

@@ -41,7 +41,10 @@ class EchoServer:
     def __init__(self, path, start_timeout=20.0):
         self.port = free_port()
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([path, "--host", "127.0.0.1", "--port", str(self.port), "--threads", "1"],
+        # The chat service beside /echo keeps its database here, removed with this object.
+        self.data = tempfile.TemporaryDirectory(prefix="tongdao-echo-")
+        self.proc = subprocess.Popen([path, "--host", "127.0.0.1", "--port", str(self.port), "--threads", "1",
+                                      "--anonymous", "--data-dir", self.data.name],
                                      stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + start_timeout
         while True:
