@@ -65,8 +65,13 @@ void HttpSession::onData(protocol::MutableBytes data) {
     if (closing_) return; // after our FIN: wait for the peer's, ignore the rest
     // Bounded: a head is at most maxHeaderBytes, a body is moved out as it arrives, and
     // frames after an upgrade request (or requests after one awaiting its answer) wait
-    // with reading paused.
+    // with reading paused. So do pipelined requests while a response is still being written:
+    // past one head's worth, reading waits for the response to leave.
     in_.append(data);
+    if (!out_.empty() && in_.size() > ctx_.server.options.maxHeaderBytes) {
+        pausedForOutput_ = true;
+        setReading(false);
+    }
     process();
 }
 
@@ -278,6 +283,10 @@ void HttpSession::flush() {
         setReading(true);
         setTimeout(ctx_.server.options.closeTimeout);
         return;
+    }
+    if (pausedForOutput_) {
+        pausedForOutput_ = false;
+        setReading(true);
     }
     if (!in_.empty()) process(); // a pipelined request
 }

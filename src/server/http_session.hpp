@@ -69,6 +69,7 @@ private:
     bool closing_ = false;       ///< FIN sent: discard input until the peer's FIN
     bool peerDone_ = false;      ///< the peer's FIN arrived
     bool processing_ = false;    ///< inside process(): flush() must not start it again
+    bool pausedForOutput_ = false; ///< reading paused: pipelined input waits for a response to leave
     // The HTTP request being handled. Its head parser stays until the next head completes:
     // the request's views point into it, and a handler answering at once may still read them.
     std::unique_ptr<protocol::http::HeadParser> request_;
