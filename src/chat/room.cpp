@@ -96,7 +96,8 @@ void Service::Impl::roomLeave(Room& room, SessionId sid, const std::string& user
         return;
     }
     Shard& sh = here();
-    it->second.leaveAt = sh.loop->now() + options.presenceGrace;
+    // The loop's clock ticks whole seconds: one more, so the leave comes after the full grace.
+    it->second.leaveAt = sh.loop->now() + options.presenceGrace + 1;
     ++room.pendingLeaves;
     sh.roomsWithLeaves.insert(&room);
 }
@@ -163,8 +164,10 @@ void Service::Impl::roomTyping(Room& room, SessionId sid, const std::string& use
     if (!room.members.contains(sid)) return;
     const auto now = steadyMs();
     auto& last = room.typingAt[user];
-    if (active && last && now - last < 2000) return; // at most one "typing" per user and room every 2 s
-    last = active ? now : 0;
+    // At most one "typing" per user and room every 2 s; "stopped" always passes, and does not
+    // open a new window.
+    if (active && last && now - last < 2000) return;
+    if (active) last = now;
     JsonOut o;
     o.str("op", "typing").str("room", room.name).str("user", user).str("name", name).boolean("active", active);
     o.num("expiresMs", 5000);

@@ -184,6 +184,8 @@ struct Service::Impl {
     void handle(Session& s, Request& req);
     void reply(Session& s, std::string text);
     void fail(Session& s, std::string_view id, Code code, std::string_view message, std::uint64_t retryAfterMs = 0);
+    /** Counts an error reply; closes with 1008 on sustained abuse (docs/PROTOCOL.md §3). */
+    void countError(Session& s, Code code);
     void hello(Session& s, Request& req);
     void join(Session& s, Request& req);
     void leave(Session& s, Request& req);

@@ -120,8 +120,12 @@ void Service::Impl::reply(Session& s, std::string text) {
 }
 
 void Service::Impl::fail(Session& s, std::string_view id, Code code, std::string_view message, std::uint64_t retryAfterMs) {
-    metrics.errorReplies.fetch_add(1, std::memory_order_relaxed);
     reply(s, errorReply(id, code, message, retryAfterMs));
+    countError(s, code);
+}
+
+void Service::Impl::countError(Session& s, Code code) {
+    metrics.errorReplies.fetch_add(1, std::memory_order_relaxed);
     if (code != Code::badRequest && code != Code::tooLarge && code != Code::unsupportedVersion) return;
     // Sustained abuse: over 20 such errors within 10 s closes with 1008 (docs/PROTOCOL.md §3).
     const auto now = here().loop->now();
@@ -160,12 +164,11 @@ void Service::Impl::hello(Session& s, Request& req) {
     if (s.authed() || s.helloInFlight) return fail(s, req.id, Code::badRequest, "hello was already done on this connection");
     const auto* v = f.if_contains("v");
     if (!v || !(v->is_int64() || v->is_uint64()) || v->to_number<std::int64_t>() != 1) {
-        metrics.errorReplies.fetch_add(1, std::memory_order_relaxed);
         reply(s, JsonOut()
                      .str("op", "reply").raw("id", req.id).boolean("ok", false).str("code", "unsupported_version")
                      .str("message", "protocol version not supported (v must be 1)").raw("versions", "[1]")
                      .done());
-        return;
+        return countError(s, Code::unsupportedVersion);
     }
     std::string_view token = s.queryToken;
     if (const auto* t = f.if_contains("token")) {

@@ -86,6 +86,9 @@ std::optional<Failure> parseRequest(std::string_view text, const ParseLimits& li
     }
     if (!v.is_object()) return bad("request is not a JSON object");
     out.fields = std::move(v.get_object());
+    // No op: not a request at all, so its id is not echoed (docs/PROTOCOL.md §2).
+    const auto* op = out.fields.if_contains("op");
+    if (!op || !op->is_string()) return bad("request has no op");
     if (const auto* id = out.fields.if_contains("id")) {
         if (id->is_string()) {
             if (id->get_string().size() > 64) return bad("id longer than 64 characters");
@@ -96,8 +99,6 @@ std::optional<Failure> parseRequest(std::string_view text, const ParseLimits& li
     } else {
         return bad("request has no id");
     }
-    const auto* op = out.fields.if_contains("op");
-    if (!op || !op->is_string()) return bad("request has no op");
     const std::string_view name(op->get_string().data(), op->get_string().size());
     for (const auto& o : ops)
         if (o.name == name) {
