@@ -1,0 +1,650 @@
+#!/usr/bin/python3
+"""Chat benchmarks: tongdao-server beside a Socket.IO 4.8 server, in the same run.
+
+Every server runs alone, pinned to CPU 0; bench/chat/chat_load (one load generator for both
+protocols) runs pinned to CPU 1. Server CPU time is utime + stime of the server process (all
+its threads) from /proc/PID/stat, read when chat_load prints "# measuring" and again on its
+result line, so connection set-up and warm-up are not counted.
+
+Modes (--modes, comma list, in this order; default fanout):
+
+  fanout      R rooms x M members (10 x 100), every member sends --rate (1) message/s spread
+              evenly, a ~100 B JSON body carrying its send time; end-to-end latency at every
+              receiving member (p50/p90/p99/max), deliveries/s, server CPU per delivery.
+              tongdao vs bench/chat/socketio_server.js; ratios tongdao / Socket.IO against the
+              targets (CPU per delivery <= 1/5, p99 <= 1/3).
+  saturation  stored messages/s with many senders in closed loop (each waits for its ack), with
+              --durability full and normal, beside SQLite's own batched insert rate of rows of
+              the same shape, in transactions of the server's own mean batch size (from its
+              /metrics) and the same synchronous setting (bench/chat/sqlite_batch, C API).
+  idle        RSS per idle user joined to one room at --idle-users (10,000), beside an idle
+              plain WebSocket on tongdao's /echo (and an idle Socket.IO socket in one room).
+  storm       --storm-clients (5,000) clients, each --behind (2,000) messages behind, join
+              {room, since} at once: time until all are caught up, and the server's peak RSS.
+
+    /usr/bin/python3 bench/chat/chat_compare.py [--modes fanout,saturation,idle,storm] [--quick] [--json out.json]
+
+It builds nothing: it expects build/release/bin/{tongdao-server,chat_load,sqlite_batch} (or
+--bin-dir) and node_modules/socket.io (npm ci). Standard library only; every process it starts
+is stopped by its pid (SIGTERM, then SIGKILL after 3 s), also on errors and Ctrl-C.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import echo_compare as ec  # noqa: E402  (process, /proc and port helpers)
+
+REPO = ec.REPO
+SERVER_CPU, LOADGEN_CPU = ec.SERVER_CPU, ec.LOADGEN_CPU
+CLK_TCK = ec.CLK_TCK
+BenchError = ec.BenchError
+SOURCE_IPS = ",".join(f"127.0.0.{i}" for i in range(1, 9))
+MAX_CONNS_PER_LOADGEN = 15000  # a process may hold at most 20,000 descriptors here
+
+
+# --- servers ---------------------------------------------------------------------------------
+
+class Server:
+    """One server process on a free loopback port, pinned to CPU 0, with a fresh data dir."""
+
+    def __init__(self, name, proto, cmd_fn):
+        self.name, self.proto, self.cmd_fn = name, proto, cmd_fn
+        self.proc, self.port, self.log, self.data_dir = None, None, None, None
+
+    def start(self, logdir):
+        self.port = ec.free_port()
+        self.data_dir = tempfile.mkdtemp(prefix=f"{self.name}-data.", dir=logdir)
+        self.log = open(Path(logdir) / f"{self.name}.log", "ab")
+        self.proc = ec.spawn(self.cmd_fn(self.port, self.data_dir), SERVER_CPU, stdout=self.log, stderr=self.log)
+        ec.wait_port(self.port, self.proc, timeout=30)
+        time.sleep(0.3)  # let a runtime finish starting up (Node compiles lazily)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.proc:
+            ec.stop(self.proc, grace=10)  # tongdao-server finishes its store's queue on SIGTERM
+            self.proc = None
+        if self.log:
+            self.log.close()
+            self.log = None
+        if self.data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir = None
+
+
+def tongdao_server(args, durability="full"):
+    exe = args.bin_dir / "tongdao-server"
+
+    def cmd(port, data_dir):
+        return [exe, "--host", "127.0.0.1", "--port", port, "--threads", "1", "--anonymous", "--data-dir", data_dir,
+                "--durability", durability, "--rate-limit", "1000", "--rate-burst", "1000", "--log-level", "warn"]
+    return Server("tongdao" if durability == "full" else f"tongdao-{durability}", "tongdao", cmd)
+
+
+def socketio_server(args):
+    node = shutil.which("node") or "node"
+
+    def cmd(port, data_dir):
+        return [node, REPO / "bench" / "chat" / "socketio_server.js", port]
+    return Server("socketio", "socketio", cmd)
+
+
+def metrics(port):
+    """tongdao-server's /metrics as {name: value} (no labels), or {} when there are none."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode(errors="replace")
+        conn.close()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        try:
+            out[name] = float(value)
+        except ValueError:
+            pass
+    return out
+
+
+def status_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise BenchError(f"no {field} for pid {pid}")
+
+
+def reset_peak_rss(pid):
+    """Resets VmHWM to the current RSS (proc(5): writing 5 to clear_refs). False if refused."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# --- running chat_load ---------------------------------------------------------------------
+
+def chat_load_cmd(args, server, extra):
+    return [args.bin_dir / "chat_load", "--proto", server.proto, "--host", "127.0.0.1", "--port", server.port,
+            "--source-ips", SOURCE_IPS, "--json"] + extra
+
+
+def run_measured(args, server, extra, timeout, on_ready=None, label=""):
+    """Runs chat_load to its JSON line; returns (result, server figures over the window)."""
+    p = ec.spawn(chat_load_cmd(args, server, extra), LOADGEN_CPU, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                 stderr=server.log)
+    out = {"label": label}
+    cpu0 = cpu1 = core0 = core1 = None
+    result, m0, m1 = None, {}, {}
+    try:
+        reader = ec.LineReader(p.stdout)
+        deadline = time.monotonic() + timeout
+        for _ in range(100):  # a handful of lines; the bound guards against a runaway
+            line = reader.readline(deadline)
+            if line is None:
+                break
+            if line.startswith("# open"):
+                out["open_line"] = line
+            elif line == "# ready" and on_ready:
+                on_ready(p)
+            elif line == "# measuring":
+                cpu0, core0 = ec.cpu_ticks(server.proc.pid), ec.cpu_line_ticks(SERVER_CPU)
+                if server.proto == "tongdao":
+                    m0 = metrics(server.port)
+            elif line.startswith("{"):
+                if server.alive():
+                    cpu1, core1 = ec.cpu_ticks(server.proc.pid), ec.cpu_line_ticks(SERVER_CPU)
+                    out["vm_hwm_kib"] = status_kib(server.proc.pid, "VmHWM")
+                    out["vm_rss_kib"] = status_kib(server.proc.pid, "VmRSS")
+                    if server.proto == "tongdao":
+                        m1 = metrics(server.port)
+                result = json.loads(line)
+                break
+        p.stdin.close()
+        p.wait(timeout=30)
+    except (BenchError, subprocess.TimeoutExpired) as e:
+        out["error"] = str(e)
+        return None, out
+    finally:
+        ec.stop(p)
+    if result is None or cpu0 is None or cpu1 is None:
+        out["error"] = "server died" if not server.alive() else "no measurement (see the server log)"
+        return result, out
+    secs = result["seconds"] or 1e-9
+    cpu = (cpu1 - cpu0) / CLK_TCK
+    busy = (core1[0] - core0[0]) / CLK_TCK
+    out.update(server_cpu_seconds=cpu, server_cpu_util=cpu / secs, cpu0_busy_util=busy / secs,
+               loadgen_cpu_util=result.get("client_cpu_seconds", 0) / secs)
+    for key in ("tongdao_chat_events_stored_total", "tongdao_chat_commit_seconds_count",
+                "tongdao_chat_deliveries_total", "tongdao_chat_commit_seconds_sum"):
+        if key in m0 and key in m1:
+            out[key] = m1[key] - m0[key]
+    return result, out
+
+
+def run_fanout(args, server, rate):
+    extra = ["--mode", "fanout", "--rooms", args.rooms, "--members", args.members, "--rate", rate,
+             "--body-size", args.body_size, "--duration", args.seconds, "--warmup", args.warmup,
+             "--name-prefix", f"fo{int(time.time()) % 100000}", "--connect-timeout", args.connect_timeout]
+    res, row = run_measured(args, server, extra, args.connect_timeout + args.warmup + args.seconds + 60)
+    row.update(server=server.name, rate=rate, rooms=args.rooms, members=args.members)
+    if res:
+        row["load"] = res
+        d = res["deliveries"]
+        if "server_cpu_seconds" in row and d:
+            row["cpu_us_per_delivery"] = row["server_cpu_seconds"] / d * 1e6
+        # Every send in the window is owed to every member of its room.
+        row["delivery_ratio"] = d / (res["sends"] * args.members) if res["sends"] else None
+    return row
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def ms(us):
+    return None if us is None else us / 1000.0
+
+
+def fanout_table(args, rows):
+    print(f"\n## Fan-out: {args.rooms} rooms x {args.members} members, ~{args.body_size} B bodies "
+          f"({args.seconds:g} s measured after {args.warmup:g} s warm-up; server on CPU {SERVER_CPU}, "
+          f"chat_load on CPU {LOADGEN_CPU})\n")
+    print("| server | msgs/s/member | sends/s | deliveries/s | delivered | server CPU | CPU µs / delivery "
+          "| p50 ms | p90 ms | p99 ms | max ms | ack p99 ms | chat_load CPU | CPU 0 busy | errors |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for r in rows:
+        head = f"| {r['server']} | {r['rate']:g} "
+        if "error" in r or "load" not in r:
+            print(head + f"| {r.get('error', 'no result')} |" + " |" * 13)
+            continue
+        L = r["load"]
+        lat, ack = L["latency_us"], L["ack_latency_us"]
+        errs = L["errors"] + L["rejects"]
+        print(head + f"| {L['sends_per_sec']:,.0f} | {L['deliveries_per_sec']:,.0f} "
+              f"| {fmt(r.get('delivery_ratio'), '.1%')} | {fmt(r.get('server_cpu_util'), '.0%')} "
+              f"| {fmt(r.get('cpu_us_per_delivery'), '.2f')} | {ms(lat['p50']):.2f} | {ms(lat['p90']):.2f} "
+              f"| {ms(lat['p99']):.2f} | {ms(lat['max']):.2f} | {ms(ack['p99']):.2f} "
+              f"| {fmt(r.get('loadgen_cpu_util'), '.0%')} | {fmt(r.get('cpu0_busy_util'), '.0%')} | {errs} |")
+    for rate in sorted({r["rate"] for r in rows}):
+        t = next((r for r in rows if r["rate"] == rate and r["server"] == "tongdao" and "load" in r), None)
+        s = next((r for r in rows if r["rate"] == rate and r["server"] == "socketio" and "load" in r), None)
+        if not t or not s:
+            continue
+        cpu_ratio = (t["cpu_us_per_delivery"] / s["cpu_us_per_delivery"]
+                     if t.get("cpu_us_per_delivery") and s.get("cpu_us_per_delivery") else None)
+        p99_ratio = (t["load"]["latency_us"]["p99"] / s["load"]["latency_us"]["p99"]
+                     if s["load"]["latency_us"]["p99"] else None)
+        ok = lambda v, lim: "-" if v is None else ("met" if v <= lim else "NOT met")
+        print(f"\nAt {rate:g} msg/s per member: tongdao ÷ Socket.IO — CPU per delivery {fmt(cpu_ratio, '.3f')} "
+              f"(target ≤ 0.200: {ok(cpu_ratio, 0.2)}), p99 latency {fmt(p99_ratio, '.3f')} "
+              f"(target ≤ 0.333: {ok(p99_ratio, 1 / 3)}).")
+        for r in (t, s):
+            if (r.get("loadgen_cpu_util") or 0) > 0.85:
+                print(f"Note: chat_load used {r['loadgen_cpu_util']:.0%} of its CPU against {r['server']}: "
+                      "the load generator may have been the limit.")
+            if (r.get("cpu0_busy_util") or 0) > (r.get("server_cpu_util") or 0) + 0.15:
+                print(f"Note: /proc/stat shows CPU {SERVER_CPU} busier than {r['server']} alone (other processes, or "
+                      "softirq time not charged to the server; see bench/README.md).")
+            if r.get("delivery_ratio") is not None and r["delivery_ratio"] < 0.98:
+                print(f"Note: {r['server']} delivered {r['delivery_ratio']:.1%} of what was sent in the window: "
+                      "it fell behind (latency grows with the backlog).")
+        out = {"cpu_per_delivery_ratio": cpu_ratio, "p99_ratio": p99_ratio}
+        t["ratios_vs_socketio"] = out
+
+
+# --- saturation ------------------------------------------------------------------------------
+
+def run_saturation(args, logdir):
+    rows = []
+    senders = args.sat_rooms * args.sat_members
+    extra = ["--mode", "closed", "--rooms", args.sat_rooms, "--members", args.sat_members, "--window", args.sat_window,
+             "--body-size", args.body_size, "--duration", args.sat_seconds, "--warmup", args.warmup,
+             "--connect-timeout", args.connect_timeout]
+    servers = [tongdao_server(args, d) for d in ("full", "normal")]
+    if "socketio" in args.servers:
+        servers.append(socketio_server(args))
+    for server in servers:
+        if server.proto == "tongdao" and "tongdao" not in args.servers:
+            continue
+        print(f"saturation: {server.name}, {senders} senders in closed loop ...", file=sys.stderr, flush=True)
+        row = {"server": server.name, "senders": senders, "window": args.sat_window}
+        try:
+            server.start(logdir)
+            res, out = run_measured(args, server, extra + ["--name-prefix", f"sat{len(rows)}"],
+                                    args.connect_timeout + args.warmup + args.sat_seconds + 60)
+            row.update(out)
+            if res:
+                row["load"] = res
+                if res["acks"] and "server_cpu_seconds" in out:
+                    row["cpu_us_per_stored"] = out["server_cpu_seconds"] / res["acks"] * 1e6
+                ev, commits = out.get("tongdao_chat_events_stored_total"), out.get("tongdao_chat_commit_seconds_count")
+                if ev and commits:
+                    row["mean_batch"] = ev / commits
+                    row["commits_per_sec"] = commits / res["seconds"]
+        except (BenchError, OSError, subprocess.TimeoutExpired) as e:
+            row["error"] = str(e)
+        finally:
+            server.stop()
+        rows.append(row)
+        if server.proto != "tongdao":
+            continue
+        # The yardstick: SQLite alone, rows of the same shape, the server's mean batch size.
+        sync = "full" if server.name == "tongdao" else "normal"
+        batch = max(1, round(row.get("mean_batch") or senders * args.sat_window))
+        exe = args.bin_dir / "sqlite_batch"
+        yrow = {"server": f"SQLite alone ({sync})", "batch": batch, "yardstick": True}
+        if not exe.exists():
+            yrow["error"] = f"{exe} not built"
+            rows.append(yrow)
+            continue
+        ddir = tempfile.mkdtemp(prefix="sqlite-yardstick.", dir=logdir)
+        try:
+            cmd = [exe, "--db", Path(ddir) / "chat.db", "--batch", batch, "--synchronous", sync, "--rooms", args.sat_rooms,
+                   "--senders", senders, "--body-size", args.body_size, "--seconds", int(args.sat_seconds),
+                   "--rows", 100_000_000]
+            p = ec.spawn(cmd, SERVER_CPU, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            try:
+                so, se = p.communicate(timeout=args.sat_seconds + 60)
+            finally:
+                ec.stop(p)
+            if p.returncode != 0:
+                yrow["error"] = se.decode(errors="replace").strip()[:200]
+            else:
+                yrow["sqlite"] = json.loads(so.decode().strip().splitlines()[-1])
+        except (OSError, subprocess.TimeoutExpired, ValueError) as e:
+            yrow["error"] = str(e)
+        finally:
+            shutil.rmtree(ddir, ignore_errors=True)
+        rows.append(yrow)
+    return rows
+
+
+def saturation_table(args, rows):
+    senders = args.sat_rooms * args.sat_members
+    print(f"\n## Saturation: {senders} senders ({args.sat_rooms} rooms x {args.sat_members}) in closed loop, "
+          f"{args.sat_window} send(s) in flight each, ~{args.body_size} B bodies ({args.sat_seconds:g} s measured)\n")
+    print("| server | stored msgs/s | vs SQLite alone | deliveries/s | mean batch | commits/s | server CPU "
+          "| CPU µs / stored msg | ack p50 ms | ack p99 ms | chat_load CPU | errors |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    yard = {}
+    for r in rows:
+        if r.get("yardstick") and "sqlite" in r:
+            yard[r["sqlite"]["synchronous"]] = r["sqlite"]["rows_per_sec"]
+    for r in rows:
+        if r.get("yardstick"):
+            if "error" in r:
+                print(f"| {r['server']} | {r['error']} |" + " |" * 10)
+                continue
+            s = r["sqlite"]
+            print(f"| {r['server']}: sqlite_batch, batch {s['batch']} | {s['rows_per_sec']:,.0f} | 1.00 | | {s['batch']} "
+                  f"| {s['transactions'] / s['seconds']:,.0f} | | | | | | |")
+            continue
+        if "error" in r or "load" not in r:
+            print(f"| {r['server']} | {r.get('error', 'no result')} |" + " |" * 10)
+            continue
+        L = r["load"]
+        sync = "full" if r["server"] == "tongdao" else "normal" if r["server"] == "tongdao-normal" else None
+        vs = L["acks_per_sec"] / yard[sync] if sync in yard and yard[sync] else None
+        r["vs_sqlite"] = vs
+        name = {"tongdao": "tongdao --durability full", "tongdao-normal": "tongdao --durability normal",
+                "socketio": "Socket.IO (memory only, no store)"}.get(r["server"], r["server"])
+        print(f"| {name} | {L['acks_per_sec']:,.0f} | {fmt(vs, '.2f')} | {L['deliveries_per_sec']:,.0f} "
+              f"| {fmt(r.get('mean_batch'), '.1f')} | {fmt(r.get('commits_per_sec'), ',.0f')} "
+              f"| {fmt(r.get('server_cpu_util'), '.0%')} | {fmt(r.get('cpu_us_per_stored'), '.2f')} "
+              f"| {ms(L['ack_latency_us']['p50']):.2f} | {ms(L['ack_latency_us']['p99']):.2f} "
+              f"| {fmt(r.get('loadgen_cpu_util'), '.0%')} | {L['errors'] + L['rejects']} |")
+    print("\nSQLite alone: bench/chat/sqlite_batch (SQLite C API, one prepared INSERT, WAL, the same synchronous "
+          "setting, tongdao's schema, one UPDATE of rooms.seq per room per transaction), pinned to CPU 0, in "
+          "transactions of the server's mean batch size in the same run (events stored ÷ commits from /metrics).")
+
+
+# --- idle memory -----------------------------------------------------------------------------
+
+def hold_idle(args, server, users, extra):
+    """Opens `users` idle connections with chat_load processes (at most 15,000 each), waits one
+    second after the last is set up, and returns (opened, errors, RSS after in KiB)."""
+    procs, opened, errors = [], 0, 0
+    try:
+        left, k = users, 0
+        while left > 0:
+            n = min(left, MAX_CONNS_PER_LOADGEN)
+            cmd = chat_load_cmd(args, server, ["--mode", "idle", "--connections", n, "--rooms", 1,
+                                               "--name-prefix", f"idle{k}", "--room-prefix", "idle", "--connect-timeout", args.connect_timeout,
+                                               "--hold-max", args.connect_timeout + 120] + extra)
+            procs.append(ec.spawn(cmd, LOADGEN_CPU, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=server.log))
+            left -= n
+            k += 1
+        for p in procs:
+            line = ec.LineReader(p.stdout).readline(time.monotonic() + args.connect_timeout + 60)
+            if not line or not line.startswith("# open "):
+                raise BenchError("chat_load did not open the connections")
+            opened += int(line.split()[2])
+            errors += int(line.split()[4])
+        time.sleep(1.0)  # let the server finish its per-connection work before sampling
+        if not server.alive():
+            raise BenchError("server died")
+        return opened, errors, status_kib(server.proc.pid, "VmRSS")
+    finally:
+        for p in procs:
+            ec.stop(p)
+
+
+def run_idle(args, logdir):
+    rows = []
+    cases = []
+    if "tongdao" in args.servers:
+        cases.append(("tongdao: chat user, hello + join 1 room", lambda: tongdao_server(args), "tongdao", []))
+        cases.append(("tongdao: plain WebSocket on /echo", lambda: tongdao_server(args), "ws", []))
+    if "socketio" in args.servers:
+        cases.append(("Socket.IO: socket joined to 1 room", lambda: socketio_server(args), "socketio", []))
+    for label, make, proto, extra in cases:
+        print(f"idle: {label}, {args.idle_users} users ...", file=sys.stderr, flush=True)
+        server = make()
+        row = {"case": label, "users": args.idle_users}
+        try:
+            server.start(logdir)
+            server.proto = proto
+            # A short warm-up first (a few connections, a few messages where there are any), so
+            # one-time costs (JIT, lazily made pools, the first room) are not charged to the users.
+            if proto == "ws":
+                warm = ["--mode", "idle", "--connections", 8, "--rooms", 1, "--name-prefix", "warm", "--hold-max", 0.5]
+                p = ec.spawn(chat_load_cmd(args, server, warm), LOADGEN_CPU, stderr=server.log)
+            else:
+                warm = ["--mode", "fanout", "--rooms", 1, "--members", 8, "--rate", 10, "--duration", 0.5,
+                        "--warmup", 0.2, "--name-prefix", "warm"]
+                p = ec.spawn(chat_load_cmd(args, server, warm), LOADGEN_CPU, stderr=server.log)
+            try:
+                p.wait(timeout=60)
+            finally:
+                ec.stop(p)
+            time.sleep(0.5)
+            before = status_kib(server.proc.pid, "VmRSS")
+            cpu0, m0 = ec.cpu_ticks(server.proc.pid), metrics(server.port) if proto != "socketio" else {}
+            opened, errors, after = hold_idle(args, server, args.idle_users, extra)
+            cpu1, m1 = ec.cpu_ticks(server.proc.pid), metrics(server.port) if proto != "socketio" else {}
+            row.update(opened=opened, errors=errors, rss_before_kib=before, rss_after_kib=after,
+                       bytes_per_user=(after - before) * 1024 / opened if opened else None,
+                       setup_cpu_seconds=(cpu1 - cpu0) / CLK_TCK)
+            key = "tongdao_messages_sent_total"
+            if key in m0 and key in m1:
+                row["setup_messages_sent"] = m1[key] - m0[key]
+        except (BenchError, OSError, subprocess.TimeoutExpired) as e:
+            row["error"] = str(e)
+        finally:
+            server.stop()
+        rows.append(row)
+    return rows
+
+
+def idle_table(args, rows):
+    print(f"\n## Memory per idle user ({args.idle_users} connections; VmRSS of the server before and one second "
+          "after the last one is set up)\n")
+    print("| case | set up | errors | RSS before | RSS after | bytes / user | vs plain /echo | server CPU for the set-up "
+          "| messages the server sent meanwhile |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    echo = next((r.get("bytes_per_user") for r in rows if "/echo" in r["case"]), None)
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['case']} | {r['error']} | | | | | | | |")
+            continue
+        bpu = r["bytes_per_user"]
+        print(f"| {r['case']} | {r['opened']} | {r['errors']} | {r['rss_before_kib'] / 1024:.1f} MiB "
+              f"| {r['rss_after_kib'] / 1024:.1f} MiB | {fmt(bpu, ',.0f')} "
+              f"| {fmt(bpu - echo if bpu is not None and echo is not None else None, '+,.0f')} "
+              f"| {fmt(r.get('setup_cpu_seconds'), '.2f')} s | {fmt(r.get('setup_messages_sent'), ',.0f')} |")
+    print("\nThe last column is tongdao's tongdao_messages_sent_total (/metrics) over the set-up: with every user in "
+          "one room, each join's presence event goes to every member already there (about N²/2 in all).")
+
+
+# --- storm -----------------------------------------------------------------------------------
+
+def run_storm(args, logdir):
+    server = tongdao_server(args)
+    rooms = args.storm_rooms
+    members = args.storm_clients // rooms
+    row = {"clients": rooms * members, "rooms": rooms, "behind": args.behind}
+    print(f"storm: {rooms * members} clients, {args.behind} messages behind, {rooms} rooms ...", file=sys.stderr,
+          flush=True)
+    extra = ["--mode", "storm", "--rooms", rooms, "--members", members, "--behind", args.behind, "--go-on-stdin",
+             "--body-size", args.body_size, "--storm-timeout", args.storm_timeout, "--name-prefix", "storm",
+             "--connect-timeout", args.connect_timeout]
+    state = {}
+
+    def on_ready(p):
+        time.sleep(1.0)  # connections settled
+        state["rss_before_kib"] = status_kib(server.proc.pid, "VmRSS")
+        state["hwm_reset"] = reset_peak_rss(server.proc.pid)
+        state["hwm_before_kib"] = status_kib(server.proc.pid, "VmHWM")
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
+
+    try:
+        server.start(logdir)
+        res, out = run_measured(args, server, extra, args.connect_timeout * 2 + args.storm_timeout + 120,
+                                on_ready=on_ready)
+        row.update(out)
+        row.update(state)
+        if res:
+            row["load"] = res
+    except (BenchError, OSError, subprocess.TimeoutExpired) as e:
+        row["error"] = str(e)
+    finally:
+        server.stop()
+    return row
+
+
+def storm_table(args, r):
+    print(f"\n## Reconnect storm: {r['clients']} clients in {r['rooms']} rooms, each {r['behind']} messages behind, "
+          "join {room, since} at once\n")
+    if "error" in r or "load" not in r:
+        print(f"error: {r.get('error', 'no result')}")
+        return
+    L = r["load"]
+    cu = L.get("catch_up_us", {})
+    print("| clients caught up | time to all caught up | per client p50 / p99 | deliveries | deliveries/s "
+          "| server CPU | chat_load CPU | RSS before | peak RSS (VmHWM) | order errors | gaps | errors |")
+    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    secs = L["storm_seconds"]
+    print(f"| {L['caught_up']} of {L['storm_clients']} | {secs:.2f} s | {cu.get('p50', 0) / 1e6:.2f} / "
+          f"{cu.get('p99', 0) / 1e6:.2f} s | {L['storm_deliveries']:,} | {L['storm_deliveries'] / secs if secs else 0:,.0f} "
+          f"| {fmt(r.get('server_cpu_seconds'), '.2f')} s ({fmt(r.get('server_cpu_util'), '.0%')}) "
+          f"| {fmt(r.get('loadgen_cpu_util'), '.0%')} "
+          f"| {r.get('rss_before_kib', 0) / 1024:.1f} MiB | {r.get('vm_hwm_kib', 0) / 1024:.1f} MiB "
+          f"| {L['order_errors']} | {L['gaps']} | {L['errors']} |")
+    print(f"\nFill: {L['fill_messages']:,} messages stored in {L['fill_seconds']:.2f} s before the storm. Peak RSS "
+          + ("is over the storm alone (VmHWM reset through /proc/PID/clear_refs just before it)."
+             if r.get("hwm_reset") else "includes the fill (VmHWM could not be reset)."))
+
+
+# --- main ------------------------------------------------------------------------------------
+
+def parse_args():
+    ap = argparse.ArgumentParser(description="Chat benchmarks: tongdao-server beside Socket.IO (see bench/README.md).")
+    ap.add_argument("--modes", default="fanout", help="comma list of fanout,saturation,idle,storm (default fanout)")
+    ap.add_argument("--servers", default="tongdao,socketio", help="comma list of tongdao,socketio")
+    ap.add_argument("--rooms", type=int, default=10, help="fanout: rooms")
+    ap.add_argument("--members", type=int, default=100, help="fanout: members per room")
+    ap.add_argument("--rates", default="1", help="fanout: messages/s per member, comma list (default 1)")
+    ap.add_argument("--body-size", type=int, default=100, help="bytes of each message's JSON body")
+    ap.add_argument("--seconds", type=float, default=20, help="fanout: measured seconds")
+    ap.add_argument("--warmup", type=float, default=5, help="seconds of traffic before the window")
+    ap.add_argument("--sat-rooms", type=int, default=100, help="saturation: rooms")
+    ap.add_argument("--sat-members", type=int, default=5, help="saturation: senders per room")
+    ap.add_argument("--sat-window", type=int, default=1, help="saturation: sends in flight per sender")
+    ap.add_argument("--sat-seconds", type=float, default=10, help="saturation: measured seconds")
+    ap.add_argument("--idle-users", type=int, default=10000, help="idle: connections")
+    ap.add_argument("--storm-clients", type=int, default=5000, help="storm: clients")
+    ap.add_argument("--storm-rooms", type=int, default=10, help="storm: rooms the clients are spread over")
+    ap.add_argument("--behind", type=int, default=2000, help="storm: messages each client is behind")
+    ap.add_argument("--storm-timeout", type=float, default=120, help="storm: bound for the catch-up")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: 3 s windows, 2 x 20 fan-out, 1,000 idle, a storm of 500 x 200")
+    ap.add_argument("--bin-dir", type=Path, default=REPO / "build" / "release" / "bin")
+    ap.add_argument("--connect-timeout", type=float, default=120.0, help="bound for setting up all connections")
+    ap.add_argument("--json", type=Path, help="write every figure as JSON to this file")
+    a = ap.parse_args()
+    a.modes = [m for m in a.modes.split(",") if m]
+    a.servers = [s for s in a.servers.split(",") if s]
+    a.rates = [float(x) for x in a.rates.split(",") if x]
+    if any(m not in ("fanout", "saturation", "idle", "storm") for m in a.modes):
+        ap.error("--modes takes fanout, saturation, idle, storm")
+    if any(s not in ("tongdao", "socketio") for s in a.servers):
+        ap.error("--servers takes tongdao and/or socketio")
+    if a.quick:
+        a.seconds, a.warmup, a.sat_seconds = 3, 1, 3
+        a.rooms, a.members = 2, 20
+        a.sat_rooms, a.sat_members = 10, 5
+        a.idle_users, a.storm_clients, a.storm_rooms, a.behind = 1000, 500, 5, 200
+    return a
+
+
+def main():
+    args = parse_args()
+    if os.cpu_count() < 2:
+        sys.exit("chat_compare: needs two CPUs (servers on CPU 0, chat_load on CPU 1)")
+    need = [args.bin_dir / "chat_load"]
+    if "tongdao" in args.servers:
+        need.append(args.bin_dir / "tongdao-server")
+    for exe in need:
+        if not exe.exists():
+            sys.exit(f"chat_compare: {exe} not found: build it first (cmake --build build/release), or pass --bin-dir")
+    if "socketio" in args.servers and not (REPO / "node_modules" / "socket.io").is_dir():
+        sys.exit("chat_compare: node_modules/socket.io missing: run `npm ci` (or scripts/install-deps.sh)")
+    logdir = tempfile.mkdtemp(prefix="chat_compare.")
+    doc = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+           "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "clk_tck": CLK_TCK}}
+
+    if "fanout" in args.modes:
+        rows = []
+        for rate in args.rates:
+            for name in args.servers:
+                server = tongdao_server(args) if name == "tongdao" else socketio_server(args)
+                print(f"fanout: {name}, {args.rooms} x {args.members}, {rate:g} msg/s per member ...",
+                      file=sys.stderr, flush=True)
+                try:
+                    server.start(logdir)
+                    rows.append(run_fanout(args, server, rate))
+                except (BenchError, OSError, subprocess.TimeoutExpired) as e:
+                    rows.append({"server": name, "rate": rate, "error": str(e)})
+                finally:
+                    server.stop()
+        fanout_table(args, rows)
+        doc["fanout"] = rows
+    if "saturation" in args.modes:
+        rows = run_saturation(args, logdir)
+        saturation_table(args, rows)
+        doc["saturation"] = rows
+    if "idle" in args.modes:
+        rows = run_idle(args, logdir)
+        idle_table(args, rows)
+        doc["idle"] = rows
+    if "storm" in args.modes:
+        if "tongdao" not in args.servers:
+            print("storm: tongdao only (Socket.IO keeps no history to catch up from); skipped", file=sys.stderr)
+        else:
+            row = run_storm(args, logdir)
+            storm_table(args, row)
+            doc["storm"] = row
+    if args.json:
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"\nJSON results: {args.json}", file=sys.stderr)
+    print(f"server logs: {logdir}", file=sys.stderr)
+
+
+def _on_signal(signum, frame):
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("\nchat_compare: interrupted, stopping children", file=sys.stderr)
+        sys.exit(130)
+    finally:
+        ec.stop_all()

@@ -1,0 +1,1250 @@
+// chat_load: the chat load generator behind bench/chat/chat_compare.py.
+//
+// One thread, plain epoll and non-blocking sockets, and a minimal RFC 6455 client of its own
+// (masked text frames out, unmasked frames in): it shares no code with the tongdao library, so
+// a bug or a speed-up there cannot skew the yardstick. It speaks two chat protocols:
+//
+//   --proto tongdao   docs/PROTOCOL.md on /chat (sub-protocol tongdao.chat.v1):
+//                     hello {v:1,name}, join {room}, send {room,cid,body}; events op "message"
+//   --proto socketio  Socket.IO 5 over Engine.IO 4, websocket transport only, on
+//                     /socket.io/?EIO=4&transport=websocket: 0{open} <- , 40 ->, 40{sid} <-,
+//                     42["join",…] / 42<id>["send",…] -> 43<id>[…], 42["message",…] <-;
+//                     a server ping "2" is answered "3"
+//   --proto ws        a plain WebSocket on /echo that sends nothing (--mode idle only)
+//
+// Modes:
+//   fanout  R rooms x M members (--rooms, --members, or --connections spread over the rooms);
+//           every member sends --rate messages/s on a schedule spread evenly over all members
+//           (a timerfd, not bursts). Every message carries its send time (CLOCK_MONOTONIC, ns)
+//           in its body; every member that receives it (the sender too) records receive time -
+//           send time in a histogram. Open loop: a send never waits for its ack.
+//   closed  the same rooms, every member keeps --window sends in flight and sends the next one
+//           when one is acked (saturation: acks/s = stored messages/s)
+//   idle    open, hello, join, then hold until stdin closes, SIGTERM or --hold-max; answers
+//           Socket.IO pings and sends tongdao heartbeat pings every 25 s
+//   storm   (tongdao) fills every room with --behind messages (--fillers-per-room senders each,
+//           closed loop), opens R x M clients that only say hello, then (after a line on stdin
+//           with --go-on-stdin) sends join {room, since} on all of them at once and measures until
+//           each has received every message, checked to arrive in seq order, once each
+//
+// stdout: "# open N errors E" when every connection is set up, "# measuring" when the measured
+// window starts (the driver samples the server's CPU time there), then the results: one JSON
+// line with --json, readable lines otherwise. Diagnostics go to stderr.
+//
+//   chat_load --proto tongdao|socketio|ws --port P [--host 127.0.0.1] [--path P] [--mode fanout|closed|idle|storm]
+//             [--rooms 10] [--members 100 | --connections N] [--rate 1] [--body-size 100] [--window 1]
+//             [--duration 10] [--warmup 2] [--name-prefix S] [--room-prefix S] [--source-ips A,B] [--connect-batch 256]
+//             [--connect-timeout 120] [--hold-max 3600] [--behind 2000] [--fillers-per-room 0]
+//             [--go-on-stdin] [--storm-timeout 300] [--json]
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+std::uint64_t nowNs() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::uint64_t secsNs(double s) { return static_cast<std::uint64_t>(s * 1e9); }
+
+enum class Proto : std::uint8_t { tongdao, socketio, ws };
+enum class Mode : std::uint8_t { fanout, closed, idle, storm };
+
+struct Options {
+    std::string host = "127.0.0.1", path, namePrefix = "u", roomPrefix;
+    std::uint16_t port = 0;
+    Proto proto = Proto::tongdao;
+    Mode mode = Mode::fanout;
+    std::size_t rooms = 10, members = 100, connections = 0, bodySize = 100;
+    std::size_t connectBatch = 256, behind = 2000, fillersPerRoom = 0;
+    std::uint32_t window = 1;
+    double rate = 1, duration = 10, warmup = 2, connectTimeout = 120, holdMax = 3600, stormTimeout = 300;
+    bool json = false, goOnStdin = false;
+    std::vector<in_addr> sourceIps;
+};
+
+[[noreturn]] void usage(const char* why) {
+    std::fprintf(stderr, "chat_load: %s\nsee the comment at the top of bench/chat/chat_load.cpp\n", why);
+    std::exit(2);
+}
+
+double toDouble(const char* s) {
+    char* end = nullptr;
+    const double v = std::strtod(s, &end);
+    if (end == s || *end != '\0' || !(v >= 0) || v > 1e9) usage("bad number");
+    return v;
+}
+
+std::size_t toSize(const char* s) { return static_cast<std::size_t>(toDouble(s)); }
+
+Options parse(int argc, char** argv) {
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view a = argv[i];
+        auto value = [&]() -> const char* {
+            if (i + 1 >= argc) usage("missing value");
+            return argv[++i];
+        };
+        if (a == "--host") o.host = value();
+        else if (a == "--port") o.port = static_cast<std::uint16_t>(std::min<std::size_t>(toSize(value()), 65535));
+        else if (a == "--path") o.path = value();
+        else if (a == "--proto") {
+            const std::string_view p = value();
+            if (p == "tongdao") o.proto = Proto::tongdao;
+            else if (p == "socketio") o.proto = Proto::socketio;
+            else if (p == "ws") o.proto = Proto::ws;
+            else usage("--proto is tongdao, socketio or ws");
+        } else if (a == "--mode") {
+            const std::string_view m = value();
+            if (m == "fanout") o.mode = Mode::fanout;
+            else if (m == "closed") o.mode = Mode::closed;
+            else if (m == "idle") o.mode = Mode::idle;
+            else if (m == "storm") o.mode = Mode::storm;
+            else usage("--mode is fanout, closed, idle or storm");
+        } else if (a == "--rooms") o.rooms = toSize(value());
+        else if (a == "--members") o.members = toSize(value());
+        else if (a == "--connections") o.connections = toSize(value());
+        else if (a == "--rate") o.rate = toDouble(value());
+        else if (a == "--body-size") o.bodySize = toSize(value());
+        else if (a == "--window") o.window = static_cast<std::uint32_t>(std::min<std::size_t>(toSize(value()), 64));
+        else if (a == "--duration") o.duration = toDouble(value());
+        else if (a == "--warmup") o.warmup = toDouble(value());
+        else if (a == "--name-prefix") o.namePrefix = value();
+        else if (a == "--room-prefix") o.roomPrefix = value();
+        else if (a == "--connect-batch") o.connectBatch = std::max<std::size_t>(1, toSize(value()));
+        else if (a == "--connect-timeout") o.connectTimeout = toDouble(value());
+        else if (a == "--hold-max") o.holdMax = toDouble(value());
+        else if (a == "--behind") o.behind = toSize(value());
+        else if (a == "--fillers-per-room") o.fillersPerRoom = toSize(value());
+        else if (a == "--go-on-stdin") o.goOnStdin = true;
+        else if (a == "--storm-timeout") o.stormTimeout = toDouble(value());
+        else if (a == "--json") o.json = true;
+        else if (a == "--source-ips") {
+            const std::string list = value();
+            for (std::size_t start = 0, n = 0; n < 256 && start <= list.size(); ++n) {
+                const std::size_t comma = std::min(list.find(',', start), list.size());
+                in_addr addr{};
+                if (inet_pton(AF_INET, list.substr(start, comma - start).c_str(), &addr) != 1) usage("bad --source-ips");
+                o.sourceIps.push_back(addr);
+                start = comma + 1;
+            }
+        } else usage("unknown option");
+    }
+    if (o.port == 0) usage("--port is required");
+    if (o.rooms == 0) usage("--rooms must be at least 1");
+    if (o.connections == 0) o.connections = o.rooms * o.members;
+    if (o.connections == 0) usage("no connections");
+    if (o.window == 0) usage("--window must be 1 to 64");
+    if (o.proto == Proto::ws && o.mode != Mode::idle) usage("--proto ws goes with --mode idle");
+    if (o.mode == Mode::storm && o.proto != Proto::tongdao) usage("--mode storm needs --proto tongdao (history)");
+    if (o.mode == Mode::fanout && !(o.rate > 0)) usage("--rate must be above 0");
+    if (o.bodySize > 16000) usage("--body-size is capped at 16000");
+    if (o.namePrefix.empty() || o.namePrefix.size() > 16) usage("--name-prefix: 1 to 16 characters");
+    for (char ch : o.namePrefix)
+        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') usage("--name-prefix: letters, digits, - _ .");
+    if (o.roomPrefix.empty()) o.roomPrefix = o.namePrefix;
+    if (o.roomPrefix.size() > 32) usage("--room-prefix: at most 32 characters");
+    for (char ch : o.roomPrefix)
+        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.' && ch != ':') usage("--room-prefix: letters, digits, - _ . :");
+    if (o.path.empty())
+        o.path = o.proto == Proto::tongdao ? "/chat" : o.proto == Proto::socketio ? "/socket.io/?EIO=4&transport=websocket" : "/echo";
+    if (o.fillersPerRoom == 0) o.fillersPerRoom = std::max<std::size_t>(1, (o.behind + 499) / 500);
+    return o;
+}
+
+std::string base64(const unsigned char* data, std::size_t n) {
+    std::string out(4 * ((n + 2) / 3) + 1, '\0');
+    const int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
+    out.resize(static_cast<std::size_t>(len));
+    return out;
+}
+
+// RFC 6455 §4.2.2: accept = base64(SHA-1(key + GUID)).
+std::string acceptFor(const std::string& key) {
+    const std::string in = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdLen = 0;
+    EVP_Digest(in.data(), in.size(), md, &mdLen, EVP_sha1(), nullptr);
+    return base64(md, mdLen);
+}
+
+std::uint64_t randomU64() {
+    std::uint64_t v = 0;
+    if (getrandom(&v, sizeof v, 0) != static_cast<ssize_t>(sizeof v)) usage("getrandom failed");
+    return v;
+}
+
+// --- latency histogram ----------------------------------------------------------------------
+
+// Log-linear buckets over nanoseconds: exact below 64 ns, then 64 buckets per power of two
+// (under 1.6 % relative error), up to 2^64. The exact maximum is kept beside.
+class Histogram {
+public:
+    void add(std::uint64_t v) {
+        ++buckets_[index(v)];
+        ++count_;
+        max_ = std::max(max_, v);
+        sum_ += static_cast<double>(v);
+    }
+    std::uint64_t count() const { return count_; }
+    std::uint64_t max() const { return max_; }
+    double mean() const { return count_ ? sum_ / static_cast<double>(count_) : 0.0; }
+    // The value at quantile q (0..1]: the middle of the bucket holding that rank, at most max.
+    std::uint64_t quantile(double q) const {
+        if (count_ == 0) return 0;
+        const auto rank = static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(count_)));
+        std::uint64_t seen = 0;
+        for (std::size_t i = 0; i < kBuckets; ++i) {
+            seen += buckets_[i];
+            if (seen >= std::max<std::uint64_t>(rank, 1)) return std::min(middle(i), max_);
+        }
+        return max_;
+    }
+
+private:
+    static constexpr std::size_t kBuckets = 59 * 64;
+    static std::size_t index(std::uint64_t v) {
+        if (v < 64) return static_cast<std::size_t>(v);
+        const int e = 63 - __builtin_clzll(v);  // 6..63
+        return static_cast<std::size_t>(e - 5) * 64 + static_cast<std::size_t>((v >> (e - 6)) & 63);
+    }
+    static std::uint64_t middle(std::size_t i) {
+        if (i < 64) return i;
+        const int e = static_cast<int>(i / 64) + 5;
+        const std::uint64_t width = std::uint64_t{1} << (e - 6);
+        return (64 + (i % 64)) * width + width / 2;
+    }
+    std::array<std::uint64_t, kBuckets> buckets_{};
+    std::uint64_t count_ = 0, max_ = 0;
+    double sum_ = 0;
+};
+
+// --- tiny JSON field readers -----------------------------------------------------------------
+// The servers' events are small flat objects whose keys we know; our own body uses keys that
+// appear nowhere else ("sent_ns", "src", "pad"), so the first occurrence of a key is the one.
+
+bool findInt(std::string_view s, std::string_view key, std::uint64_t& out) {
+    const std::size_t at = s.find(key);
+    if (at == std::string_view::npos) return false;
+    std::size_t i = at + key.size();
+    while (i < s.size() && s[i] == ' ') ++i;
+    std::uint64_t v = 0;
+    const std::size_t first = i;
+    for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) v = v * 10 + static_cast<std::uint64_t>(s[i] - '0');
+    if (i == first) return false;
+    out = v;
+    return true;
+}
+
+std::string_view findStr(std::string_view s, std::string_view key) {
+    const std::size_t at = s.find(key);
+    if (at == std::string_view::npos) return {};
+    const std::size_t from = at + key.size();
+    const std::size_t end = s.find('"', from);
+    if (end == std::string_view::npos) return {};
+    return s.substr(from, end - from);
+}
+
+// --- connections -----------------------------------------------------------------------------
+
+enum class St : std::uint8_t { unused, connecting, upgrading, setup, ready, dead };
+enum class Role : std::uint8_t { member, filler, storm };
+
+constexpr std::size_t kRing = 64;  // send times kept per connection, by id % kRing
+
+struct Conn {
+    int fd = -1;
+    St st = St::unused;
+    Role role = Role::member;
+    bool wantOut = false;
+    std::uint8_t step = 0;          // protocol set-up step
+    std::uint32_t room = 0, index = 0;
+    std::string in;                 // bytes of a frame not complete yet (or the HTTP response)
+    std::string out;                // bytes not written yet
+    std::size_t outOff = 0;
+    std::string accept;             // the Sec-WebSocket-Accept we expect
+    std::string frag;               // a fragmented message being assembled
+    std::uint8_t fragOp = 0;
+    std::uint64_t mask = 0;         // xorshift state for masking keys
+    std::uint64_t nextId = 10, sends = 0, lastTx = 0;
+    std::uint32_t inflight = 0, quota = 0;  // closed loop: sends in flight; filler: sends left
+    std::array<std::uint64_t, kRing> ringId{}, ringAt{};
+    std::uint64_t baseSeq = 0, expect = 0, target = 0;  // storm: next seq, last seq owed
+    bool caught = false, joined = false;
+};
+
+// epoll tokens for the descriptors that are not connections (those use their index).
+constexpr std::uint64_t kSignalToken = ~std::uint64_t{0}, kStdinToken = kSignalToken - 1, kTimerToken = kSignalToken - 2;
+
+bool watch(int ep, int op, int fd, std::uint32_t events, std::uint64_t token) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = token;
+    return epoll_ctl(ep, op, fd, &ev) == 0;
+}
+
+double cpuSeconds() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+    return tv(ru.ru_utime) + tv(ru.ru_stime);
+}
+
+enum class Phase : std::uint8_t { connecting, filling, waitGo, warmup, measure, hold, storm, done };
+
+class Load {
+public:
+    explicit Load(Options o) : opt_(std::move(o)), rbuf_(std::size_t{1} << 18) {
+        if (inet_pton(AF_INET, opt_.host.c_str(), &dest_.sin_addr) != 1) usage("--host must be an IPv4 address");
+        dest_.sin_family = AF_INET;
+        dest_.sin_port = htons(opt_.port);
+        pad_.assign(opt_.bodySize, 'x');
+    }
+    int run();
+
+private:
+    // connections
+    void openRange(std::size_t from, std::size_t to, Role role);
+    void openNext();
+    void onEvent(std::size_t i, std::uint32_t ev);
+    void onConnected(Conn& c);
+    void onReadable(Conn& c);
+    bool onUpgrade(Conn& c);
+    std::size_t parseFrames(Conn& c, const std::uint8_t* p, std::size_t n, std::uint64_t rx);
+    void onMessage(Conn& c, std::string_view m, std::uint64_t rx);
+    void onTongdao(Conn& c, std::string_view m, std::uint64_t rx);
+    void onSocketIo(Conn& c, std::string_view m, std::uint64_t rx);
+    void setupDone(Conn& c);
+    void setupFailed(Conn& c, std::string_view m);
+    void sendFrame(Conn& c, std::uint8_t opcode, std::string_view payload);
+    void sendText(Conn& c, std::string_view payload) { sendFrame(c, 0x1, payload); }
+    void flush(Conn& c);
+    void setWantOut(Conn& c, bool on);
+    void fail(Conn& c, const char* why, int err);
+    // traffic
+    void sendChat(Conn& c, std::uint64_t now);
+    void onAck(Conn& c, std::uint64_t id, bool ok, std::string_view m, std::uint64_t rx);
+    void onDelivery(Conn& c, std::string_view m, std::uint64_t rx);
+    void tick(std::uint64_t now);
+    void armTimer(std::uint64_t at);
+    void startTraffic(std::uint64_t now);
+    void startFill();
+    void startStorm(std::uint64_t now);
+    void heartbeat(std::uint64_t now);
+    void finish(std::uint64_t now);
+    void printHist(const char* name, const Histogram& h, bool last);
+    bool measuring(std::uint64_t t) const { return phase_ == Phase::measure && t >= measureStart_; }
+    std::string userName(const Conn& c) const {
+        const char* tag = c.role == Role::filler ? "f" : c.role == Role::storm ? "s" : "m";
+        return opt_.namePrefix + tag + std::to_string(c.index);
+    }
+    std::string roomName(std::uint32_t r) const { return opt_.roomPrefix + "-r" + std::to_string(r); }
+
+    Options opt_;
+    std::vector<Conn> conns_;
+    std::vector<std::uint8_t> rbuf_;
+    std::string pad_, scratch_;
+    sockaddr_in dest_{};
+    int ep_ = -1, timer_ = -1;
+    Phase phase_ = Phase::connecting;
+    std::size_t openFrom_ = 0, nextToOpen_ = 0, openTo_ = 0, pending_ = 0, ready_ = 0, setupTried_ = 0;
+    std::size_t fillersFrom_ = 0, fillersTo_ = 0, clientsFrom_ = 0, clientsTo_ = 0;
+    Role openRole_ = Role::member;
+    std::uint64_t errors_ = 0, reports_ = 0, rejects_ = 0, closes_ = 0;
+    std::map<std::string, std::uint64_t, std::less<>> rejectCodes_;
+    // schedule (fanout)
+    std::vector<std::uint32_t> order_;  // sender of each slot, rooms interleaved
+    std::uint64_t schedStart_ = 0, schedSlot_ = 0;
+    double slotNs_ = 0;
+    // measured window
+    std::uint64_t measureStart_ = 0, measureEnd_ = 0;
+    double cpuStart_ = 0;
+    std::uint64_t mSends_ = 0, mAcks_ = 0, mDeliveries_ = 0, mRxBytes_ = 0, totalSends_ = 0, totalAcks_ = 0;
+    Histogram latency_, ackLatency_, sendLag_, catchUp_;
+    // storm
+    std::size_t caughtUp_ = 0, fillLeft_ = 0;
+    std::uint64_t stormStart_ = 0, stormEnd_ = 0, fillStart_ = 0, fillEnd_ = 0, orderErrors_ = 0, gaps_ = 0;
+    std::uint64_t stormDeliveries_ = 0, notRecovered_ = 0;
+    std::uint64_t lastBeat_ = 0;
+    bool stop_ = false;
+};
+
+void Load::fail(Conn& c, const char* why, int err) {
+    if (c.st == St::dead) return;
+    if (reports_++ < 5) std::fprintf(stderr, "chat_load: connection %u failed: %s (%s)\n", c.index, why, std::strerror(err));
+    if (c.st == St::connecting || c.st == St::upgrading || c.st == St::setup) --pending_;
+    if (c.st == St::ready) --ready_;
+    if (c.fd >= 0) close(c.fd);
+    c.fd = -1;
+    c.st = St::dead;
+    std::string().swap(c.in);
+    std::string().swap(c.out);
+    ++errors_;
+}
+
+void Load::openRange(std::size_t from, std::size_t to, Role role) {
+    openFrom_ = nextToOpen_ = from;
+    openTo_ = to;
+    openRole_ = role;
+    setupTried_ = 0;
+}
+
+void Load::openNext() {
+    const std::size_t i = nextToOpen_++;
+    Conn& c = conns_[i];
+    c.st = St::connecting;
+    c.role = openRole_;
+    ++pending_;
+    ++setupTried_;
+    c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c.fd < 0) return fail(c, "socket", errno);
+    const int one = 1;
+    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (!opt_.sourceIps.empty()) {
+        // The address alone: the port is chosen at connect(), per source address.
+        setsockopt(c.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        sockaddr_in src{};
+        src.sin_family = AF_INET;
+        src.sin_addr = opt_.sourceIps[i % opt_.sourceIps.size()];
+        if (bind(c.fd, reinterpret_cast<const sockaddr*>(&src), sizeof src) != 0) return fail(c, "bind", errno);
+    }
+    if (connect(c.fd, reinterpret_cast<const sockaddr*>(&dest_), sizeof dest_) != 0 && errno != EINPROGRESS)
+        return fail(c, "connect", errno);
+    c.wantOut = true;
+    if (!watch(ep_, EPOLL_CTL_ADD, c.fd, EPOLLOUT, i)) return fail(c, "epoll_ctl", errno);
+}
+
+void Load::setWantOut(Conn& c, bool on) {
+    if (c.wantOut == on || c.st == St::dead) return;
+    const auto token = static_cast<std::uint64_t>(&c - conns_.data());
+    if (!watch(ep_, EPOLL_CTL_MOD, c.fd, EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0u), token)) return fail(c, "epoll_ctl", errno);
+    c.wantOut = on;
+}
+
+void Load::onConnected(Conn& c) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return fail(c, "connect", err);
+    c.wantOut = true;
+    setWantOut(c, false);
+    if (c.st == St::dead) return;
+    std::array<unsigned char, 16> nonce{};
+    const std::uint64_t r1 = randomU64(), r2 = randomU64();
+    std::memcpy(nonce.data(), &r1, 8);
+    std::memcpy(nonce.data() + 8, &r2, 8);
+    c.mask = randomU64() | 1;
+    const std::string key = base64(nonce.data(), nonce.size());
+    c.accept = acceptFor(key);
+    std::string req = "GET " + opt_.path + " HTTP/1.1\r\nHost: " + opt_.host + ":" + std::to_string(opt_.port) +
+                      "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
+                      "\r\nSec-WebSocket-Version: 13\r\n";
+    if (opt_.proto == Proto::tongdao) req += "Sec-WebSocket-Protocol: tongdao.chat.v1\r\n";
+    req += "\r\n";
+    c.st = St::upgrading;
+    c.out = std::move(req);
+    c.outOff = 0;
+    flush(c);
+}
+
+// RFC 6455 §4.1: status 101 and the right Sec-WebSocket-Accept. Returns false when it failed.
+bool Load::onUpgrade(Conn& c) {
+    const std::size_t end = c.in.find("\r\n\r\n");
+    if (end == std::string::npos) {
+        if (c.in.size() > 16384) fail(c, "handshake response too long", EPROTO);
+        return false;
+    }
+    std::string head = c.in.substr(0, end + 2);
+    if (head.compare(0, 13, "HTTP/1.1 101 ") != 0) {
+        if (reports_ < 5) std::fprintf(stderr, "chat_load: upgrade refused: %.*s\n", static_cast<int>(std::min<std::size_t>(head.find('\r'), 200)), head.c_str());
+        fail(c, "handshake status is not 101", EPROTO);
+        return false;
+    }
+    for (auto& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    const std::string name = "\r\nsec-websocket-accept:";
+    const std::size_t at = head.find(name);
+    std::string v;
+    if (at != std::string::npos) {
+        const std::size_t from = at + name.size(), to = head.find("\r\n", from);
+        v = c.in.substr(from, to - from);
+        while (!v.empty() && v.front() == ' ') v.erase(0, 1);
+        while (!v.empty() && v.back() == ' ') v.pop_back();
+    }
+    if (v != c.accept) {
+        fail(c, "bad Sec-WebSocket-Accept", EPROTO);
+        return false;
+    }
+    c.in.erase(0, end + 4);
+    std::string().swap(c.accept);
+    c.st = St::setup;
+    c.step = 0;
+    if (opt_.proto == Proto::ws) {
+        setupDone(c);
+    } else if (opt_.proto == Proto::tongdao) {
+        const std::string hello = "{\"op\":\"hello\",\"id\":1,\"v\":1,\"name\":\"" + userName(c) + "\"}";
+        sendText(c, hello);
+    }
+    // Socket.IO: the server speaks first (the Engine.IO open packet).
+    return c.st != St::dead;
+}
+
+void Load::setupDone(Conn& c) {
+    c.st = St::ready;
+    --pending_;
+    ++ready_;
+    if (c.in.capacity() > 4096) c.in.shrink_to_fit();
+}
+
+void Load::setupFailed(Conn& c, std::string_view m) {
+    if (reports_ < 5) std::fprintf(stderr, "chat_load: set-up refused: %.*s\n", static_cast<int>(std::min<std::size_t>(m.size(), 300)), m.data());
+    fail(c, "set-up refused", EPROTO);
+}
+
+// One masked client frame (RFC 6455 §5.2, §5.3), written at once if the socket takes it.
+void Load::sendFrame(Conn& c, std::uint8_t opcode, std::string_view p) {
+    if (c.st == St::dead) return;
+    std::string& o = c.out;
+    if (c.outOff > 0 && c.outOff == o.size()) {
+        o.clear();
+        c.outOff = 0;
+    }
+    const std::size_t n = p.size();
+    o.push_back(static_cast<char>(0x80 | opcode));
+    if (n < 126) {
+        o.push_back(static_cast<char>(0x80 | n));
+    } else if (n <= 0xffff) {
+        o.push_back(static_cast<char>(0x80 | 126));
+        o.push_back(static_cast<char>(n >> 8));
+        o.push_back(static_cast<char>(n & 0xff));
+    } else {
+        o.push_back(static_cast<char>(0x80 | 127));
+        for (int k = 7; k >= 0; --k) o.push_back(static_cast<char>((std::uint64_t{n} >> (8 * k)) & 0xff));
+    }
+    // xorshift64: a fresh masking key per frame, cheaply.
+    c.mask ^= c.mask << 13;
+    c.mask ^= c.mask >> 7;
+    c.mask ^= c.mask << 17;
+    std::array<std::uint8_t, 4> key{};
+    std::memcpy(key.data(), &c.mask, 4);
+    o.append(reinterpret_cast<const char*>(key.data()), 4);
+    const std::size_t at = o.size();
+    o.append(p);
+    for (std::size_t i = 0; i < n; ++i) o[at + i] = static_cast<char>(static_cast<std::uint8_t>(o[at + i]) ^ key[i & 3]);
+    c.lastTx = nowNs();
+    flush(c);
+}
+
+void Load::flush(Conn& c) {
+    while (c.st != St::dead && c.outOff < c.out.size()) {
+        const ssize_t w = send(c.fd, c.out.data() + c.outOff, c.out.size() - c.outOff, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return setWantOut(c, true);
+            if (errno == EINTR) continue;
+            return fail(c, "write", errno);
+        }
+        c.outOff += static_cast<std::size_t>(w);
+    }
+    if (c.st == St::dead) return;
+    if (c.outOff >= c.out.size()) {
+        c.out.clear();
+        c.outOff = 0;
+        if (c.out.capacity() > 65536) c.out.shrink_to_fit();
+        setWantOut(c, false);
+    }
+}
+
+void Load::onEvent(std::size_t i, std::uint32_t ev) {
+    Conn& c = conns_[i];
+    if (c.st == St::dead || c.st == St::unused) return;
+    if (c.st == St::connecting) return onConnected(c);
+    if (ev & EPOLLOUT) flush(c);
+    if (c.st != St::dead && (ev & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR))) onReadable(c);
+}
+
+void Load::onReadable(Conn& c) {
+    // One read per readiness event (level-triggered): a busy connection cannot starve the others.
+    const ssize_t r = read(c.fd, rbuf_.data(), rbuf_.size());
+    if (r == 0) {
+        ++closes_;
+        return fail(c, "server closed the connection", ECONNRESET);
+    }
+    if (r < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+        return fail(c, "read", errno);
+    }
+    const auto n = static_cast<std::size_t>(r);
+    const std::uint64_t rx = nowNs();
+    if (measuring(rx)) mRxBytes_ += n;
+    if (c.st == St::upgrading) {
+        c.in.append(reinterpret_cast<const char*>(rbuf_.data()), n);
+        if (!onUpgrade(c)) return;
+        if (c.in.empty()) return;
+        // Frames that came with the response: parse them from a copy (c.in is the parser's buffer).
+        std::string rest;
+        rest.swap(c.in);
+        const std::size_t used = parseFrames(c, reinterpret_cast<const std::uint8_t*>(rest.data()), rest.size(), rx);
+        if (c.st != St::dead) c.in.append(rest, used, std::string::npos);
+        return;
+    }
+    if (c.in.empty()) {
+        const std::size_t used = parseFrames(c, rbuf_.data(), n, rx);
+        if (c.st != St::dead && used < n) c.in.assign(reinterpret_cast<const char*>(rbuf_.data()) + used, n - used);
+    } else {
+        c.in.append(reinterpret_cast<const char*>(rbuf_.data()), n);
+        const std::size_t used = parseFrames(c, reinterpret_cast<const std::uint8_t*>(c.in.data()), c.in.size(), rx);
+        if (c.st != St::dead) c.in.erase(0, used);
+    }
+}
+
+// Parses whole frames from p[0..n); returns the bytes used (the rest is an incomplete frame).
+std::size_t Load::parseFrames(Conn& c, const std::uint8_t* p, std::size_t n, std::uint64_t rx) {
+    std::size_t off = 0;
+    while (c.st != St::dead && n - off >= 2) {
+        const std::uint8_t b0 = p[off], b1 = p[off + 1];
+        if (b1 & 0x80) {
+            fail(c, "masked server frame", EPROTO);  // RFC 6455 §5.1
+            return off;
+        }
+        std::uint64_t len = b1 & 0x7f;
+        std::size_t h = 2;
+        if (len == 126) {
+            if (n - off < 4) break;
+            len = (std::uint64_t{p[off + 2]} << 8) | p[off + 3];
+            h = 4;
+        } else if (len == 127) {
+            if (n - off < 10) break;
+            len = 0;
+            for (std::size_t k = 2; k < 10; ++k) len = (len << 8) | p[off + k];
+            h = 10;
+        }
+        if (len > (std::uint64_t{1} << 26)) {
+            fail(c, "frame over 64 MiB", EPROTO);
+            return off;
+        }
+        if (n - off - h < len) break;
+        const auto* pl = reinterpret_cast<const char*>(p + off + h);
+        const auto plen = static_cast<std::size_t>(len);
+        const bool fin = (b0 & 0x80) != 0;
+        const std::uint8_t op = b0 & 0x0f;
+        off += h + plen;
+        if (op == 0x8) {
+            std::uint64_t code = plen >= 2 ? (static_cast<std::uint64_t>(static_cast<std::uint8_t>(pl[0])) << 8) | static_cast<std::uint8_t>(pl[1]) : 0;
+            ++closes_;
+            if (reports_ < 5)
+                std::fprintf(stderr, "chat_load: server closed connection %u: %llu %.*s\n", c.index,
+                             static_cast<unsigned long long>(code), static_cast<int>(plen > 2 ? plen - 2 : 0), pl + 2);
+            fail(c, "server sent close", ECONNRESET);
+            return off;
+        }
+        if (op == 0x9) {  // ping: pong with the same payload
+            sendFrame(c, 0xA, std::string_view(pl, plen));
+            continue;
+        }
+        if (op == 0xA) continue;
+        if (op == 0x0) {
+            c.frag.append(pl, plen);
+            if (fin) {
+                std::string whole;
+                whole.swap(c.frag);
+                onMessage(c, whole, rx);
+            }
+            continue;
+        }
+        if (!fin) {
+            c.frag.assign(pl, plen);
+            c.fragOp = op;
+            continue;
+        }
+        onMessage(c, std::string_view(pl, plen), rx);
+    }
+    return off;
+}
+
+void Load::onMessage(Conn& c, std::string_view m, std::uint64_t rx) {
+    if (opt_.proto == Proto::tongdao) onTongdao(c, m, rx);
+    else if (opt_.proto == Proto::socketio) onSocketIo(c, m, rx);
+}
+
+void Load::onTongdao(Conn& c, std::string_view m, std::uint64_t rx) {
+    const std::string_view op = findStr(m, "\"op\":\"");
+    if (op == "message") return onDelivery(c, m, rx);
+    if (op == "reply") {
+        std::uint64_t id = 0;
+        findInt(m, "\"id\":", id);
+        const bool ok = m.find("\"ok\":true") != std::string_view::npos;
+        if (c.st == St::setup) {
+            if (!ok) return setupFailed(c, m);
+            if (c.step == 0 && id == 1) {
+                if (c.role == Role::storm) return setupDone(c);  // joins later, all at once
+                c.step = 1;
+                const std::string join = "{\"op\":\"join\",\"id\":2,\"room\":\"" + roomName(c.room) + "\"}";
+                return sendText(c, join);
+            }
+            if (c.step == 1 && id == 2) {
+                findInt(m, "\"seq\":", c.baseSeq);
+                return setupDone(c);
+            }
+            return;
+        }
+        if (id == 2 && c.role == Role::storm && c.joined && c.target == 0 && !c.caught) {
+            // The storm's join reply: every seq after `since` up to this one follows.
+            std::uint64_t seq = 0;
+            if (!ok || !findInt(m, "\"seq\":", seq)) {
+                setupFailed(c, m);
+                return;
+            }
+            if (m.find("\"recovered\":true") == std::string_view::npos) ++notRecovered_;
+            c.target = std::max<std::uint64_t>(seq, 1);
+            if (seq <= c.baseSeq) {
+                c.caught = true;
+                ++caughtUp_;
+                catchUp_.add(rx - stormStart_);
+            }
+            return;
+        }
+        if (id >= 10) return onAck(c, id, ok, m, rx);
+        return;  // pings
+    }
+    if (op == "gap") ++gaps_;
+    // presence, typing, read: not counted
+}
+
+void Load::onSocketIo(Conn& c, std::string_view m, std::uint64_t rx) {
+    if (m.empty()) return;
+    switch (m[0]) {
+    case '0':  // Engine.IO open: connect to the main namespace
+        if (c.st == St::setup && c.step == 0) {
+            c.step = 1;
+            sendText(c, "40");
+        }
+        return;
+    case '2':  // Engine.IO ping
+        sendText(c, "3");
+        return;
+    case '1':
+        fail(c, "Engine.IO close", ECONNRESET);
+        return;
+    case '4':
+        break;
+    default:
+        return;
+    }
+    if (m.size() < 2) return;
+    const char t = m[1];
+    if (t == '0') {  // namespace connected: say who we are, join the room (acked as 1)
+        if (c.st == St::setup && c.step == 1) {
+            c.step = 2;
+            sendText(c, "42[\"hello\",{\"name\":\"" + userName(c) + "\"}]");
+            sendText(c, "421[\"join\",{\"room\":\"" + roomName(c.room) + "\"}]");
+        }
+        return;
+    }
+    if (t == '2') {  // event
+        if (m.compare(2, 11, "[\"message\",") == 0) onDelivery(c, m, rx);
+        return;
+    }
+    if (t == '3') {  // ack: 43<id>[...]
+        std::uint64_t id = 0;
+        std::size_t i = 2;
+        for (; i < m.size() && m[i] >= '0' && m[i] <= '9'; ++i) id = id * 10 + static_cast<std::uint64_t>(m[i] - '0');
+        const bool ok = m.find("\"ok\":false") == std::string_view::npos;
+        if (c.st == St::setup) {
+            if (id != 1) return;
+            if (!ok) return setupFailed(c, m);
+            return setupDone(c);
+        }
+        if (id >= 10) onAck(c, id, ok, m, rx);
+        return;
+    }
+    if (t == '4' || t == '1') {  // connect_error, disconnect
+        if (c.st == St::setup) return setupFailed(c, m);
+        fail(c, "Socket.IO disconnect", ECONNRESET);
+    }
+}
+
+void Load::sendChat(Conn& c, std::uint64_t now) {
+    if (c.st != St::ready) return;
+    const std::uint64_t id = c.nextId++;
+    const std::uint64_t seqNo = c.sends++;
+    char body[256];
+    int bl = std::snprintf(body, sizeof body, "{\"sent_ns\":%llu,\"src\":%u,\"pad\":\"", static_cast<unsigned long long>(now), c.index);
+    const std::size_t head = static_cast<std::size_t>(bl);
+    const std::size_t padLen = opt_.bodySize > head + 2 ? opt_.bodySize - head - 2 : 0;
+    scratch_.clear();
+    if (opt_.proto == Proto::tongdao) {
+        char pre[256];
+        const int pl = std::snprintf(pre, sizeof pre, "{\"op\":\"send\",\"id\":%llu,\"room\":\"%s\",\"cid\":\"%s-%llu\",\"body\":",
+                                     static_cast<unsigned long long>(id), roomName(c.room).c_str(), userName(c).c_str(),
+                                     static_cast<unsigned long long>(seqNo));
+        scratch_.append(pre, static_cast<std::size_t>(pl));
+        scratch_.append(body, head).append(pad_, 0, padLen).append("\"}}");
+    } else {
+        char pre[256];
+        const int pl = std::snprintf(pre, sizeof pre, "42%llu[\"send\",{\"room\":\"%s\",\"cid\":\"%s-%llu\",\"body\":",
+                                     static_cast<unsigned long long>(id), roomName(c.room).c_str(), userName(c).c_str(),
+                                     static_cast<unsigned long long>(seqNo));
+        scratch_.append(pre, static_cast<std::size_t>(pl));
+        scratch_.append(body, head).append(pad_, 0, padLen).append("\"}}]");
+    }
+    c.ringId[id % kRing] = id;
+    c.ringAt[id % kRing] = now;
+    ++c.inflight;
+    ++totalSends_;
+    if (measuring(now)) ++mSends_;
+    sendText(c, scratch_);
+}
+
+void Load::onAck(Conn& c, std::uint64_t id, bool ok, std::string_view m, std::uint64_t rx) {
+    if (c.inflight > 0) --c.inflight;
+    if (!ok) {
+        ++rejects_;
+        std::string code(findStr(m, "\"code\":\""));
+        if (rejectCodes_[code]++ == 0 && reports_++ < 10)
+            std::fprintf(stderr, "chat_load: send refused: %.*s\n", static_cast<int>(std::min<std::size_t>(m.size(), 300)), m.data());
+    } else {
+        ++totalAcks_;
+        if (measuring(rx)) {
+            ++mAcks_;
+            if (c.ringId[id % kRing] == id) ackLatency_.add(rx - c.ringAt[id % kRing]);
+        }
+    }
+    if (c.role == Role::filler) {
+        if (!ok) {
+            // Refused (rate limit, overload): send another in its place.
+            ++c.quota;
+        }
+        if (c.quota > 0) {
+            --c.quota;
+            sendChat(c, rx);
+        } else if (c.inflight == 0 && fillLeft_ > 0 && --fillLeft_ == 0) {
+            fillEnd_ = rx;
+        }
+        return;
+    }
+    if (opt_.mode == Mode::closed && phase_ != Phase::done) sendChat(c, rx);
+}
+
+void Load::onDelivery(Conn& c, std::string_view m, std::uint64_t rx) {
+    if (c.role == Role::storm) {
+        if (!c.joined) return;
+        ++stormDeliveries_;
+        std::uint64_t seq = 0;
+        if (!findInt(m, "\"seq\":", seq)) {
+            ++orderErrors_;
+            return;
+        }
+        if (seq != c.expect) {
+            if (orderErrors_++ < 5)
+                std::fprintf(stderr, "chat_load: client %u got seq %llu, expected %llu\n", c.index, static_cast<unsigned long long>(seq),
+                             static_cast<unsigned long long>(c.expect));
+        }
+        c.expect = seq + 1;
+        if (!c.caught && c.target > 0 && seq >= c.target) {
+            c.caught = true;
+            ++caughtUp_;
+            catchUp_.add(rx - stormStart_);
+        }
+        return;
+    }
+    if (!measuring(rx)) return;
+    ++mDeliveries_;
+    std::uint64_t sent = 0;
+    if (findInt(m, "\"sent_ns\":", sent) && sent <= rx) latency_.add(rx - sent);
+}
+
+void Load::armTimer(std::uint64_t at) {
+    itimerspec its{};
+    its.it_value.tv_sec = static_cast<time_t>(at / 1'000'000'000ULL);
+    its.it_value.tv_nsec = static_cast<long>(at % 1'000'000'000ULL);
+    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
+    timerfd_settime(timer_, TFD_TIMER_ABSTIME, &its, nullptr);
+}
+
+// Fan-out: every slot whose time has come, each one send by the next sender in the order.
+void Load::tick(std::uint64_t now) {
+    if (order_.empty() || phase_ == Phase::done) return;
+    for (int k = 0; k < 100000; ++k) {
+        const auto due = schedStart_ + static_cast<std::uint64_t>(static_cast<double>(schedSlot_) * slotNs_);
+        if (due > now) return armTimer(due);
+        Conn& c = conns_[order_[schedSlot_ % order_.size()]];
+        ++schedSlot_;
+        const std::uint64_t t = nowNs();
+        if (measuring(t)) sendLag_.add(t - due);
+        sendChat(c, t);
+        now = t;
+    }
+    armTimer(now + 1000);
+}
+
+void Load::startTraffic(std::uint64_t now) {
+    if (opt_.mode == Mode::fanout) {
+        // Slot j goes to the j-th sender of a list that interleaves the rooms, so the sends of
+        // each room are spread as evenly as the sends overall.
+        std::vector<std::vector<std::uint32_t>> byRoom(opt_.rooms);
+        for (std::size_t i = 0; i < conns_.size(); ++i)
+            if (conns_[i].st == St::ready) byRoom[conns_[i].room].push_back(static_cast<std::uint32_t>(i));
+        for (std::size_t k = 0; order_.size() < ready_; ++k)
+            for (auto& r : byRoom)
+                if (k < r.size()) order_.push_back(r[k]);
+        if (order_.empty()) return;
+        slotNs_ = 1e9 / (opt_.rate * static_cast<double>(order_.size()));
+        schedStart_ = now;
+        schedSlot_ = 0;
+        tick(now);
+    } else if (opt_.mode == Mode::closed) {
+        for (auto& c : conns_)
+            for (std::uint32_t w = 0; w < opt_.window && c.st == St::ready; ++w) sendChat(c, nowNs());
+    }
+}
+
+void Load::startFill() {
+    fillStart_ = nowNs();
+    fillLeft_ = 0;
+    // Each room's quota of messages, split over its fillers.
+    for (std::size_t i = fillersFrom_; i < fillersTo_; ++i) {
+        Conn& c = conns_[i];
+        if (c.st != St::ready) continue;
+        const std::size_t k = (i - fillersFrom_) / opt_.rooms;  // this room's k-th filler
+        const std::size_t share = opt_.behind / opt_.fillersPerRoom + (k < opt_.behind % opt_.fillersPerRoom ? 1 : 0);
+        c.quota = static_cast<std::uint32_t>(share);
+        if (c.quota == 0) continue;
+        ++fillLeft_;
+        for (std::uint32_t w = 0; w < 16 && c.quota > 0; ++w) {
+            --c.quota;
+            sendChat(c, nowNs());
+        }
+    }
+    if (fillLeft_ == 0) fillEnd_ = nowNs();
+}
+
+void Load::startStorm(std::uint64_t now) {
+    // Every room's seq before the fill (its fillers' join replies): the clients are that far behind.
+    std::vector<std::uint64_t> base(opt_.rooms, ~std::uint64_t{0});
+    for (std::size_t i = fillersFrom_; i < fillersTo_; ++i)
+        if (conns_[i].st != St::unused) base[conns_[i].room] = std::min(base[conns_[i].room], conns_[i].baseSeq);
+    stormStart_ = now;
+    for (std::size_t i = clientsFrom_; i < clientsTo_; ++i) {
+        Conn& c = conns_[i];
+        if (c.st != St::ready) continue;
+        c.baseSeq = base[c.room] == ~std::uint64_t{0} ? 0 : base[c.room];
+        c.expect = c.baseSeq + 1;
+        c.joined = true;
+        const std::string join = "{\"op\":\"join\",\"id\":2,\"room\":\"" + roomName(c.room) + "\",\"since\":" + std::to_string(c.baseSeq) + "}";
+        sendText(c, join);
+    }
+}
+
+// Idle connections: tongdao closes a connection silent for 60 s; send a ping every 25 s.
+void Load::heartbeat(std::uint64_t now) {
+    if (opt_.proto != Proto::tongdao || now - lastBeat_ < 1'000'000'000ULL) return;
+    lastBeat_ = now;
+    for (auto& c : conns_)
+        if (c.st == St::ready && now - c.lastTx > 25'000'000'000ULL) sendText(c, "{\"op\":\"ping\",\"id\":3}");
+}
+
+void Load::printHist(const char* name, const Histogram& h, bool last) {
+    auto us = [](std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
+    std::printf("\"%s\":{\"count\":%llu,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,\"mean\":%.1f}%s", name,
+                static_cast<unsigned long long>(h.count()), us(h.quantile(0.5)), us(h.quantile(0.9)), us(h.quantile(0.99)),
+                us(h.quantile(0.999)), us(h.max()), h.mean() / 1000.0, last ? "" : ",");
+}
+
+void Load::finish(std::uint64_t now) {
+    const bool measured = measureStart_ > 0;
+    if (measured && measureEnd_ == 0) measureEnd_ = now;
+    const double secs = measured ? static_cast<double>(measureEnd_ - measureStart_) / 1e9 : 0.0;
+    const double cpu = measured ? cpuSeconds() - cpuStart_ : 0.0;
+    const char* proto = opt_.proto == Proto::tongdao ? "tongdao" : opt_.proto == Proto::socketio ? "socketio" : "ws";
+    const char* mode = opt_.mode == Mode::fanout ? "fanout" : opt_.mode == Mode::closed ? "closed" : opt_.mode == Mode::idle ? "idle" : "storm";
+    const double per = secs > 0 ? 1.0 / secs : 0.0;
+    if (opt_.json) {
+        std::printf("{\"proto\":\"%s\",\"mode\":\"%s\",\"connections\":%zu,\"ready\":%zu,\"rooms\":%zu,\"errors\":%llu,\"closes\":%llu,"
+                    "\"rejects\":%llu,\"seconds\":%.3f,\"sends\":%llu,\"acks\":%llu,\"deliveries\":%llu,\"sends_per_sec\":%.1f,"
+                    "\"acks_per_sec\":%.1f,\"deliveries_per_sec\":%.1f,\"rx_bytes\":%llu,\"client_cpu_seconds\":%.3f,"
+                    "\"unacked\":%llu,",
+                    proto, mode, conns_.size(), ready_, opt_.rooms, static_cast<unsigned long long>(errors_),
+                    static_cast<unsigned long long>(closes_), static_cast<unsigned long long>(rejects_), secs,
+                    static_cast<unsigned long long>(mSends_), static_cast<unsigned long long>(mAcks_),
+                    static_cast<unsigned long long>(mDeliveries_), static_cast<double>(mSends_) * per,
+                    static_cast<double>(mAcks_) * per, static_cast<double>(mDeliveries_) * per,
+                    static_cast<unsigned long long>(mRxBytes_), cpu,
+                    static_cast<unsigned long long>(totalSends_ - std::min(totalSends_, totalAcks_ + rejects_)));
+        std::printf("\"reject_codes\":{");
+        bool first = true;
+        for (const auto& [code, n] : rejectCodes_) {
+            std::printf("%s\"%s\":%llu", first ? "" : ",", code.c_str(), static_cast<unsigned long long>(n));
+            first = false;
+        }
+        std::printf("},");
+        if (opt_.mode == Mode::storm) {
+            std::printf("\"storm_clients\":%zu,\"caught_up\":%zu,\"storm_seconds\":%.3f,\"storm_deliveries\":%llu,\"order_errors\":%llu,"
+                        "\"gaps\":%llu,\"not_recovered\":%llu,\"fill_messages\":%zu,\"fill_seconds\":%.3f,",
+                        clientsTo_ - clientsFrom_, caughtUp_, stormEnd_ > stormStart_ ? static_cast<double>(stormEnd_ - stormStart_) / 1e9 : 0.0,
+                        static_cast<unsigned long long>(stormDeliveries_), static_cast<unsigned long long>(orderErrors_),
+                        static_cast<unsigned long long>(gaps_), static_cast<unsigned long long>(notRecovered_),
+                        opt_.behind * opt_.rooms, fillEnd_ > fillStart_ ? static_cast<double>(fillEnd_ - fillStart_) / 1e9 : 0.0);
+            printHist("catch_up_us", catchUp_, false);
+        }
+        printHist("latency_us", latency_, false);
+        printHist("ack_latency_us", ackLatency_, false);
+        printHist("send_lag_us", sendLag_, true);
+        std::printf("}\n");
+    } else {
+        std::printf("%s %s: %zu connections ready of %zu, %zu rooms, errors %llu (closes %llu, refused sends %llu)\n", proto, mode, ready_,
+                    conns_.size(), opt_.rooms, static_cast<unsigned long long>(errors_), static_cast<unsigned long long>(closes_),
+                    static_cast<unsigned long long>(rejects_));
+        if (measured && opt_.mode != Mode::storm)
+            std::printf("window %.2f s: %.0f sends/s, %.0f acks/s, %.0f deliveries/s; load generator CPU %.0f %%\n", secs,
+                        static_cast<double>(mSends_) * per, static_cast<double>(mAcks_) * per, static_cast<double>(mDeliveries_) * per,
+                        secs > 0 ? 100 * cpu / secs : 0.0);
+        auto line = [](const char* name, const Histogram& h, double div, const char* unit) {
+            if (h.count() == 0) return;
+            std::printf("%-14s n=%llu p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f max %.2f %s\n", name, static_cast<unsigned long long>(h.count()),
+                        static_cast<double>(h.quantile(0.5)) / div, static_cast<double>(h.quantile(0.9)) / div,
+                        static_cast<double>(h.quantile(0.99)) / div, static_cast<double>(h.quantile(0.999)) / div,
+                        static_cast<double>(h.max()) / div, unit);
+        };
+        line("latency", latency_, 1e6, "ms");
+        line("ack latency", ackLatency_, 1e6, "ms");
+        line("send lag", sendLag_, 1e6, "ms");
+        if (opt_.mode == Mode::storm) {
+            std::printf("storm: %zu of %zu clients caught up in %.3f s, %llu deliveries, order errors %llu, gaps %llu; fill %zu messages in %.2f s\n",
+                        caughtUp_, clientsTo_ - clientsFrom_, static_cast<double>(stormEnd_ - stormStart_) / 1e9,
+                        static_cast<unsigned long long>(stormDeliveries_), static_cast<unsigned long long>(orderErrors_),
+                        static_cast<unsigned long long>(gaps_), opt_.behind * opt_.rooms, static_cast<double>(fillEnd_ - fillStart_) / 1e9);
+            line("catch-up", catchUp_, 1e9, "s");
+        }
+    }
+    std::fflush(stdout);
+    phase_ = Phase::done;
+}
+
+int Load::run() {
+    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    timer_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (ep_ < 0 || timer_ < 0) usage("epoll_create1/timerfd_create failed");
+    watch(ep_, EPOLL_CTL_ADD, timer_, EPOLLIN, kTimerToken);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, nullptr);
+    const int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    watch(ep_, EPOLL_CTL_ADD, sfd, EPOLLIN, kSignalToken);
+    const bool readStdin = opt_.mode == Mode::idle || opt_.goOnStdin;
+    if (readStdin) watch(ep_, EPOLL_CTL_ADD, STDIN_FILENO, EPOLLIN | EPOLLHUP, kStdinToken);
+
+    // Storm: fillers first (rooms x fillersPerRoom), then the clients. Otherwise only members.
+    if (opt_.mode == Mode::storm) {
+        fillersFrom_ = 0;
+        fillersTo_ = opt_.rooms * opt_.fillersPerRoom;
+        clientsFrom_ = fillersTo_;
+        clientsTo_ = fillersTo_ + opt_.connections;
+    } else {
+        clientsFrom_ = 0;
+        clientsTo_ = opt_.connections;
+    }
+    conns_.resize(clientsTo_);
+    for (std::size_t i = 0; i < conns_.size(); ++i) {
+        conns_[i].index = static_cast<std::uint32_t>(i < clientsFrom_ ? i : i - clientsFrom_);
+        conns_[i].room = static_cast<std::uint32_t>((i < clientsFrom_ ? i : i - clientsFrom_) % opt_.rooms);
+    }
+    if (opt_.mode == Mode::storm) {
+        phase_ = Phase::filling;
+        openRange(fillersFrom_, fillersTo_, Role::filler);
+    } else {
+        openRange(clientsFrom_, clientsTo_, opt_.mode == Mode::storm ? Role::storm : Role::member);
+    }
+    bool opening = true, fillStarted = false;
+    std::uint64_t openDeadline = nowNs() + secsNs(opt_.connectTimeout), phaseEnd = openDeadline;
+    std::array<epoll_event, 1024> events{};
+    for (long turn = 0; turn < 2'000'000'000L && phase_ != Phase::done; ++turn) {
+        while (opening && pending_ < opt_.connectBatch && nextToOpen_ < openTo_) openNext();
+        std::uint64_t now = nowNs();
+        const long long waitMs = std::clamp<long long>(phaseEnd > now ? static_cast<long long>((phaseEnd - now) / 1'000'000) + 1 : 0, 0, 100);
+        const int n = epoll_wait(ep_, events.data(), static_cast<int>(events.size()), static_cast<int>(waitMs));
+        for (int k = 0; k < n; ++k) {
+            const std::uint64_t tok = events[static_cast<std::size_t>(k)].data.u64;
+            if (tok == kTimerToken) {
+                std::uint64_t expirations = 0;
+                if (read(timer_, &expirations, sizeof expirations) < 0) {}
+                tick(nowNs());
+            } else if (tok == kSignalToken) {
+                stop_ = true;
+            } else if (tok == kStdinToken) {
+                char b[256];
+                const ssize_t r = read(STDIN_FILENO, b, sizeof b);
+                if (r <= 0) {
+                    watch(ep_, EPOLL_CTL_DEL, STDIN_FILENO, 0, 0);
+                    if (phase_ == Phase::hold || phase_ == Phase::waitGo) stop_ = true;
+                } else if (phase_ == Phase::waitGo) {
+                    phaseEnd = 0;  // "go"
+                }
+            } else {
+                onEvent(static_cast<std::size_t>(tok), events[static_cast<std::size_t>(k)].events);
+            }
+        }
+        now = nowNs();
+        if (stop_) {
+            if (phase_ != Phase::done) {
+                if (opening) std::printf("# open %zu errors %llu\n", ready_, static_cast<unsigned long long>(errors_));
+                finish(now);
+            }
+            break;
+        }
+        if (opening) {
+            const bool allTried = nextToOpen_ == openTo_ && pending_ == 0;
+            if (!allTried && now < openDeadline) continue;
+            for (std::size_t i = openFrom_; i < openTo_; ++i) {
+                Conn& c = conns_[i];
+                if (c.st == St::unused) ++errors_;
+                if (c.st == St::connecting || c.st == St::upgrading || c.st == St::setup) fail(c, "not set up before --connect-timeout", ETIMEDOUT);
+            }
+            opening = false;
+            if (phase_ == Phase::filling && !fillStarted) {
+                fillStarted = true;
+                startFill();
+                phaseEnd = now + secsNs(opt_.stormTimeout);
+                continue;
+            }
+            std::printf("# open %zu errors %llu\n", ready_, static_cast<unsigned long long>(errors_));
+            std::fflush(stdout);
+            if (ready_ == 0) {
+                finish(now);
+                break;
+            }
+            if (opt_.mode == Mode::idle) {
+                phase_ = Phase::hold;
+                phaseEnd = now + secsNs(opt_.holdMax);
+            } else if (opt_.mode == Mode::storm) {
+                if (opt_.goOnStdin) {
+                    std::printf("# ready\n");
+                    std::fflush(stdout);
+                    phase_ = Phase::waitGo;
+                    phaseEnd = now + secsNs(opt_.holdMax);
+                } else {
+                    phase_ = Phase::waitGo;
+                    phaseEnd = now;
+                }
+            } else {
+                phase_ = Phase::warmup;
+                phaseEnd = now + secsNs(opt_.warmup);
+                startTraffic(now);
+            }
+            continue;
+        }
+        switch (phase_) {
+        case Phase::filling:
+            if (fillLeft_ == 0 || now >= phaseEnd) {
+                std::fprintf(stderr, "chat_load: filled %zu rooms with %zu messages each in %.2f s\n", opt_.rooms, opt_.behind,
+                             static_cast<double>((fillEnd_ ? fillEnd_ : now) - fillStart_) / 1e9);
+                if (fillLeft_ != 0) {
+                    std::fprintf(stderr, "chat_load: the fill did not finish within --storm-timeout\n");
+                    ++errors_;
+                }
+                openRange(clientsFrom_, clientsTo_, Role::storm);
+                opening = true;
+                openDeadline = now + secsNs(opt_.connectTimeout);
+                phaseEnd = openDeadline;
+            }
+            break;
+        case Phase::waitGo:
+            if (now >= phaseEnd) {
+                if (phaseEnd != 0 && opt_.goOnStdin) {  // --hold-max passed without a go
+                    finish(now);
+                    break;
+                }
+                std::printf("# measuring\n");
+                std::fflush(stdout);
+                cpuStart_ = cpuSeconds();
+                measureStart_ = nowNs();
+                phase_ = Phase::storm;
+                phaseEnd = measureStart_ + secsNs(opt_.stormTimeout);
+                startStorm(measureStart_);
+            }
+            break;
+        case Phase::storm: {
+            std::size_t live = 0;
+            for (std::size_t i = clientsFrom_; i < clientsTo_; ++i) live += conns_[i].st == St::ready ? 1u : 0u;
+            if (caughtUp_ >= live || now >= phaseEnd) {
+                stormEnd_ = now;
+                measureEnd_ = now;
+                finish(now);
+            }
+            break;
+        }
+        case Phase::warmup:
+            if (now >= phaseEnd) {
+                std::printf("# measuring\n");
+                std::fflush(stdout);
+                cpuStart_ = cpuSeconds();
+                measureStart_ = nowNs();
+                phase_ = Phase::measure;
+                phaseEnd = measureStart_ + secsNs(opt_.duration);
+            }
+            break;
+        case Phase::measure:
+            if (now >= phaseEnd) {
+                measureEnd_ = now;
+                finish(now);
+            }
+            break;
+        case Phase::hold:
+            heartbeat(now);
+            if (now >= phaseEnd) finish(now);
+            break;
+        default:
+            break;
+        }
+        if (phase_ == Phase::hold || phase_ == Phase::waitGo) heartbeat(now);
+    }
+    if (phase_ != Phase::done) finish(nowNs());
+    for (auto& c : conns_)
+        if (c.fd >= 0) close(c.fd);
+    close(sfd);
+    close(timer_);
+    close(ep_);
+    return ready_ > 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options opt = parse(argc, argv);
+    rlimit rl{};
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    const std::size_t need = opt.connections + (opt.mode == Mode::storm ? opt.rooms * opt.fillersPerRoom : 0) + 16;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || need > rl.rlim_cur) usage("the connections exceed the open-file limit: run several processes");
+    std::signal(SIGPIPE, SIG_IGN);
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);  // the send schedule's timer fires on time, not 50 us late
+    return Load(std::move(opt)).run();
+}
