@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
     opt("--retention-messages", chat.retentionMessages, "stored events kept per room (0: all)");
     opt("--retention-days", chat.retentionDays, "days stored events are kept (0: forever)");
     opt("--presence-grace", chat.presenceGrace, "seconds before a user's leave is announced");
+    opt("--max-presence-events", chat.maxPresenceEvents, "presence events only in rooms with at most this many online");
     opt("--web-root", webRoot, "directory served on / (default: the page installed beside the binary)");
     try {
         app.parse(argc, argv);

@@ -25,6 +25,13 @@ std::string presenceEvent(const Room& room, const std::string& user, const std::
 
 } // namespace
 
+void Service::Impl::announcePresence(Room& room, const std::string& user, const std::string& name, bool join) {
+    // Every join told to every member is quadratic in the room's size: past the limit the
+    // room's presence is asked for (`presence`), not announced.
+    if (room.online.size() > options.maxPresenceEvents) return;
+    roomBroadcast(room, presenceEvent(room, user, name, join), 0);
+}
+
 void Service::Impl::withRoom(const std::string& name, std::function<void(Room*)> f) {
     Shard& sh = here();
     auto& slot = sh.rooms[name];
@@ -75,7 +82,7 @@ void Service::Impl::roomJoin(Room& room, SessionId sid, const std::string& user,
             --room.pendingLeaves;
         } else {
             on.name = name;
-            roomBroadcast(room, presenceEvent(room, user, name, true), 0);
+            announcePresence(room, user, name, true);
         }
     }
     // What this loop has posted to the member's loop so far is everything up to room.seq.
@@ -92,7 +99,7 @@ void Service::Impl::roomLeave(Room& room, SessionId sid, const std::string& user
         const auto name = it->second.name;
         room.online.erase(it);
         room.typingAt.erase(user);
-        roomBroadcast(room, presenceEvent(room, user, name, false), 0);
+        announcePresence(room, user, name, false);
         return;
     }
     Shard& sh = here();
@@ -113,7 +120,7 @@ void Service::Impl::presenceTick(Shard& sh) {
                 it = room.online.erase(it);
                 --room.pendingLeaves;
                 room.typingAt.erase(user);
-                roomBroadcast(room, presenceEvent(room, user, name, false), 0);
+                announcePresence(room, user, name, false);
             } else {
                 ++it;
             }

@@ -89,7 +89,38 @@ Shard& Service::Impl::here() {
 void Service::Impl::onLoop(std::uint32_t loop, std::function<void()> f) {
     net::Loop* current = net::Loop::current();
     if (current && current->index() == loop) return f();
-    server.loop(loop).post(std::move(f));
+    Shard& sh = *shards[loop];
+    {
+        std::lock_guard lk(sh.mailboxMu);
+        sh.mailbox.push_back(std::move(f));
+        if (sh.mailboxPosted) return;
+        sh.mailboxPosted = true;
+    }
+    server.loop(loop).post([this, &sh] { drainMailbox(sh); });
+}
+
+void Service::Impl::drainMailbox(Shard& sh) {
+    std::vector<std::function<void()>> work;
+    {
+        std::lock_guard lk(sh.mailboxMu);
+        work.swap(sh.mailbox);
+    }
+    for (auto& f : work) {
+        try {
+            f();
+        } catch (const std::exception& e) {
+            log(LogLevel::error, "chat: posted work threw: %s", e.what());
+        }
+    }
+    {
+        std::lock_guard lk(sh.mailboxMu);
+        if (sh.mailbox.empty()) {
+            sh.mailboxPosted = false;
+            return;
+        }
+    }
+    // More came meanwhile: after whatever else the loop has to do.
+    server.loop(sh.index).post([this, &sh] { drainMailbox(sh); });
 }
 
 void Service::Impl::toSession(SessionId id, std::function<void(Session&)> f) {

@@ -124,6 +124,11 @@ struct Shard {
     std::uint32_t catchUpReads = 0;
     std::deque<std::tuple<SessionId, std::string, std::uint32_t>> catchUpWaiting;
     bool ticking = false;
+    /** Work posted here from other threads, run in one turn: a writer batch's results then
+     *  leave in one write per connection, not one per event. */
+    std::mutex mailboxMu;
+    std::vector<std::function<void()>> mailbox;
+    bool mailboxPosted = false;
 
     Session* find(SessionId id) const {
         const auto it = sessions.find(id);
@@ -160,6 +165,7 @@ struct Service::Impl {
     /** Runs `f` with the session on its loop, if it is still there. */
     void toSession(SessionId id, std::function<void(Session&)> f);
     void tick(Shard& sh);
+    void drainMailbox(Shard& sh);
 
     // --- rooms (room.cpp): all on the room's loop -----------------------------------------
     /** Runs `f` with the room open (null if it could not be opened). */
@@ -175,6 +181,7 @@ struct Service::Impl {
     void roomBroadcast(Room& room, std::string event, SessionId except);
     void roomTyping(Room& room, SessionId sid, const std::string& user, const std::string& name, bool active);
     void presenceTick(Shard& sh);
+    void announcePresence(Room& room, const std::string& user, const std::string& name, bool join);
 
     // --- sessions (session.cpp): all on the session's loop ---------------------------------
     void onOpen(WebSocket& ws);

@@ -94,6 +94,10 @@ void configure(Db& db, bool fullSync) {
     // (survives a killed process, as the OS still has the writes).
     db.exec(fullSync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     db.exec("PRAGMA foreign_keys=OFF");
+    // Pages are read through a mapping rather than a read() each (measured: the writer
+    // spent a tenth of its time in read syscalls), and the hot ones stay in a larger cache.
+    db.exec("PRAGMA mmap_size=1073741824");
+    db.exec("PRAGMA cache_size=-32768");
 }
 
 StoredEvent readEvent(const Stmt& st, int first) {
@@ -307,6 +311,7 @@ SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)) {
     for (unsigned i = 0; i < std::max(1u, options_.readers); ++i) {
         auto db = std::make_unique<Db>(file_);
         db->exec("PRAGMA query_only=1");
+        db->exec("PRAGMA mmap_size=1073741824");
         readerDbs.push_back(std::move(db));
     }
     writerThread_ = std::thread([this] { writerMain(); });

@@ -39,6 +39,7 @@ struct ChatOptions {
     double rateLimit = 20;                 ///< sends per second per user
     double rateBurst = 100;
     std::uint32_t presenceGrace = 5;       ///< seconds a user stays "online" after its last connection left
+    std::uint32_t maxPresenceEvents = 1000; ///< presence events only while a room has at most this many online
     std::uint32_t idleTimeout = 60;        ///< seconds without any message before a connection is closed
     std::uint32_t helloTimeout = 30;
     Compression compression = Compression::shared;
