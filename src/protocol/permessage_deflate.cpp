@@ -172,17 +172,27 @@ bool parseParams(const ExtensionItem& item, Params& p, bool response) {
 
 // --- shared streams -------------------------------------------------------------------
 
+namespace {
+constexpr int minWindowBits = 9; // zlib's smallest raw-deflate window (it has no 8)
+constexpr int maxWindowBits = 15;
+} // namespace
+
 struct SharedDeflate::Streams {
-    Deflater deflater;
-    Inflater inflater;
+    // One compressor per window size (RFC 7692 §7.1.2.1: each client may ask for its own),
+    // indexed by bits - 9. Each is a bare z_stream until its first message: only the sizes
+    // in use cost zlib's window and hash tables.
+    Deflater deflaters[maxWindowBits - minWindowBits + 1];
+    Inflater inflater; // a 15-bit window reads any window size
     ByteBuffer out;
 };
 
 SharedDeflate::SharedDeflate(DeflateOptions options) : options_(options), z_(std::make_unique<Streams>()) {}
 SharedDeflate::~SharedDeflate() = default;
 
-Bytes SharedDeflate::compress(Bytes in) {
-    return deflateMessage(z_->deflater, options_, options_.maxWindowBits, in, z_->out, true);
+Bytes SharedDeflate::compress(Bytes in, int windowBits) {
+    const int top = std::clamp(options_.maxWindowBits, minWindowBits, maxWindowBits);
+    const int bits = windowBits <= 0 || windowBits > top ? top : std::max(windowBits, minWindowBits);
+    return deflateMessage(z_->deflaters[bits - minWindowBits], options_, bits, in, z_->out, true);
 }
 
 std::error_code SharedDeflate::decompress(Bytes in, bool last, ByteBuffer& out, std::size_t limit) {
@@ -220,9 +230,10 @@ public:
     std::optional<Bytes> encode(Bytes in, MessageKind) override {
         if (in.size() < options_.threshold || in.empty()) return std::nullopt;
         if (shared_) {
-            const Bytes c = shared_->compress(in);
-            // Each message stands alone here, so a message compression would grow goes as is.
-            if (c.size() >= in.size()) return std::nullopt;
+            const Bytes c = shared_->compress(in, ownBits_);
+            // Each message stands alone here, so a message compression would grow goes as is
+            // (and so does one zlib failed to start for).
+            if (c.empty() || c.size() >= in.size()) return std::nullopt;
             return c;
         }
         auto& z = own();
@@ -235,6 +246,7 @@ public:
     }
 
     bool isShared(const SharedDeflate* s) const noexcept { return shared_ && shared_ == s; }
+    int ownBits() const noexcept { return ownBits_; }
 
 private:
     struct Own {
@@ -259,8 +271,12 @@ private:
 } // namespace
 
 bool usesSharedDeflate(const Extension* ext, const SharedDeflate* shared) noexcept {
+    return sharedDeflateWindow(ext, shared) != 0;
+}
+
+int sharedDeflateWindow(const Extension* ext, const SharedDeflate* shared) noexcept {
     const auto* p = dynamic_cast<const PerMessageDeflate*>(ext);
-    return p && p->isShared(shared);
+    return p && p->isShared(shared) ? p->ownBits() : 0;
 }
 
 // --- negotiation ----------------------------------------------------------------------
@@ -285,7 +301,7 @@ std::unique_ptr<Extension> ClientDeflateFactory::accept(const ExtensionItem& res
     }
     int ownBits = options_.maxWindowBits;
     if (p.clientMaxBits) ownBits = std::min(ownBits, p.clientMaxBitsValue);
-    if (ownBits < 9) { // zlib cannot compress with a 256-byte window
+    if (ownBits < minWindowBits) { // zlib cannot compress with a 256-byte window
         ec = error::badExtensionResponse;
         return nullptr;
     }
@@ -298,11 +314,13 @@ ServerDeflateFactory::negotiate(const std::vector<const ExtensionItem*>& offers)
     for (const ExtensionItem* offer : offers) {
         Params p;
         if (!parseParams(*offer, p, false)) continue; // §7.1: decline an offer we cannot parse
-        int ownBits = options_.maxWindowBits;
+        int ownBits = std::clamp(options_.maxWindowBits, minWindowBits, maxWindowBits);
         if (p.serverMaxBits) {
-            // §7.1.2.1: we may compress with at most the window the client asks for. zlib
-            // has no 8-bit window, and shared streams have one fixed window.
-            if (p.serverMaxBits < 9 || (shared_ && p.serverMaxBits < ownBits)) continue;
+            // §7.1.2.1: we compress with at most the window the client asks for, and say so
+            // with no larger a value. zlib has no 8-bit raw-deflate window, so an offer of 8
+            // cannot be honoured: decline it and try the next. Shared streams keep one
+            // compressor per window size, so every size from 9 up is served in both modes.
+            if (p.serverMaxBits < minWindowBits) continue;
             ownBits = std::min(ownBits, p.serverMaxBits);
         }
         // Shared streams need every message to stand alone, in both directions.

@@ -84,8 +84,13 @@ struct LoopContext {
 
     std::unordered_map<std::string, std::unique_ptr<Topic>, StringHash, std::equal_to<>> topics;
     protocol::ByteBuffer publishFrame; ///< a published message, framed once for the whole loop
-    /** The same, compressed once per shared compressor that has subscribers. */
-    std::vector<std::pair<const protocol::SharedDeflate*, protocol::ByteBuffer>> publishCompressed;
+    /** The same, compressed once per shared compressor and window size that has subscribers. */
+    struct CompressedFrame {
+        const protocol::SharedDeflate* deflate;
+        int windowBits;
+        protocol::ByteBuffer frame; ///< empty: goes plain (compression would not shrink it)
+    };
+    std::vector<CompressedFrame> publishCompressed;
 
     /** Handles: slot -> socket and generation; a freed slot bumps its generation. */
     std::vector<std::pair<WebSocket*, std::uint32_t>> slots;

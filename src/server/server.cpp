@@ -153,22 +153,25 @@ void LoopContext::publishLocal(std::string_view name, std::string_view message, 
         const protocol::Extension* ext = ws->extension();
         const auto& shared = ws->route().sharedDeflate;
         protocol::SharedDeflate* sd = shared.empty() ? nullptr : shared[loopIndex].get();
-        if (ext && !(sd && protocol::usesSharedDeflate(ext, sd))) {
+        const int bits = ext && sd ? protocol::sharedDeflateWindow(ext, sd) : 0;
+        if (ext && bits == 0) {
             ws->send(message, kind); // its own compressor, with its own context
             continue;
         }
         if (ext && message.size() >= sd->options().threshold) {
-            // Compressed once per shared compressor, for all its connections on this loop.
+            // Compressed once per shared compressor and window size, for all its connections
+            // on this loop (a peer that asked for a smaller window must get no farther a match).
             auto it = std::find_if(publishCompressed.begin(), publishCompressed.end(),
-                                   [sd](const auto& e) { return e.first == sd; });
+                                   [sd, bits](const auto& e) { return e.deflate == sd && e.windowBits == bits; });
             if (it == publishCompressed.end()) {
-                publishCompressed.emplace_back(sd, protocol::ByteBuffer{});
+                publishCompressed.push_back({sd, bits, protocol::ByteBuffer{}});
                 it = publishCompressed.end() - 1;
-                const auto packed = sd->compress(payload);
-                if (packed.size() < message.size()) frameInto(it->second, packed, protocol::Rsv::rsv1);
+                const auto packed = sd->compress(payload, bits);
+                if (!packed.empty() && packed.size() < message.size())
+                    frameInto(it->frame, packed, protocol::Rsv::rsv1);
             }
-            if (!it->second.empty()) {
-                ws->sendFramed(it->second.view());
+            if (!it->frame.empty()) {
+                ws->sendFramed(it->frame.view());
                 continue;
             }
         }

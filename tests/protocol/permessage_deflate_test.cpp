@@ -1,4 +1,5 @@
 // RFC 7692: permessage-deflate, negotiation in both roles and the transform.
+#include "support/deflate.hpp"
 #include "support/engine.hpp"
 
 #include "tongdao/protocol/handshake.hpp"
@@ -73,9 +74,42 @@ TEST(DeflateNegotiation, OffersWeCannotTakeAreDeclined) {
     // The first acceptable offer wins (§5.1: offers are in order of preference).
     EXPECT_EQ(serverAnswer(dedicated, "permessage-deflate; foo, permessage-deflate; server_max_window_bits=12"),
               "permessage-deflate; server_max_window_bits=12");
+    // Shared mode too: an 8 is declined and the client's next offer taken.
     SharedDeflate shared;
     const ServerDeflateFactory sharedFactory({}, &shared);
-    EXPECT_EQ(serverAnswer(sharedFactory, "permessage-deflate; server_max_window_bits=10"), std::nullopt);
+    EXPECT_EQ(serverAnswer(sharedFactory, "permessage-deflate; server_max_window_bits=8"), std::nullopt);
+    EXPECT_EQ(serverAnswer(sharedFactory, "permessage-deflate; server_max_window_bits=8; client_max_window_bits, "
+                                          "permessage-deflate; server_max_window_bits=9"),
+              "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=9");
+    EXPECT_EQ(serverAnswer(dedicated, "permessage-deflate; server_max_window_bits=8, permessage-deflate"),
+              "permessage-deflate");
+}
+
+TEST(DeflateNegotiation, EveryServerWindowFrom9To15InBothModes) {
+    // RFC 7692 §7.1.2.1: the response carries server_max_window_bits, no larger than offered.
+    SharedDeflate shared;
+    const ServerDeflateFactory sharedFactory({}, &shared), dedicated;
+    for (int bits = 9; bits <= 15; ++bits) {
+        const auto n = std::to_string(bits);
+        for (std::string offer : {"permessage-deflate; server_max_window_bits=" + n,
+                                  "permessage-deflate; server_max_window_bits=" + n + "; client_max_window_bits"}) {
+            EXPECT_EQ(serverAnswer(sharedFactory, offer), "permessage-deflate; server_no_context_takeover; "
+                                                          "client_no_context_takeover; server_max_window_bits=" + n)
+                << offer;
+            EXPECT_EQ(serverAnswer(dedicated, offer), "permessage-deflate; server_max_window_bits=" + n) << offer;
+        }
+    }
+    // Our own cap (compressWindowBits) wins when it is smaller, in shared mode as well.
+    DeflateOptions o;
+    o.maxWindowBits = 11;
+    SharedDeflate small(o);
+    const ServerDeflateFactory smallShared(o, &small);
+    EXPECT_EQ(serverAnswer(smallShared, "permessage-deflate; server_max_window_bits=13"),
+              "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=11");
+    EXPECT_EQ(serverAnswer(smallShared, "permessage-deflate; server_max_window_bits=10"),
+              "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10");
+    EXPECT_EQ(serverAnswer(smallShared, "permessage-deflate"),
+              "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=11");
 }
 
 TEST(DeflateNegotiation, ThroughTheHandshake) {
@@ -303,6 +337,119 @@ TEST(DeflateRoundTrip, UsesSharedDeflateTellsTheModes) {
     EXPECT_TRUE(usesSharedDeflate(s1.get(), &shared));
     EXPECT_FALSE(usesSharedDeflate(s2.get(), &shared));
     EXPECT_FALSE(usesSharedDeflate(nullptr, &shared));
+}
+
+// --- window sizes on the wire (RFC 7692 §7.1.2) -----------------------------------------------
+
+TEST(DeflateWindows, ServerKeepsToTheWindowAskedForInBothModes) {
+    const std::string msg = farRepeats(40000);
+    for (bool sharedMode : {true, false}) {
+        SharedDeflate shared;
+        const ServerDeflateFactory f({}, sharedMode ? &shared : nullptr);
+        // Every size on one set of shared compressors, interleaved: each keeps to its own
+        // window. A strict inflater of exactly that window reads each message as well as our
+        // own client (whose inflater takes any window); with context takeover (dedicated) it
+        // keeps its window across messages, as the peer's must.
+        struct Peer {
+            std::unique_ptr<Pair> pair;
+            std::unique_ptr<Extension> strict;
+        };
+        std::vector<Peer> peers;
+        for (int bits = 9; bits <= 15; ++bits) {
+            auto offered = item("permessage-deflate; server_max_window_bits=" + std::to_string(bits) +
+                                "; client_max_window_bits");
+            auto a = f.negotiate({&offered});
+            ASSERT_TRUE(a);
+            std::error_code ec;
+            auto strict = WindowCheckingFactory(bits).accept(item(a->response), ec);
+            peers.push_back({std::make_unique<Pair>(clientExtension(a->response), std::move(a->extension)),
+                             std::move(strict)});
+        }
+        std::size_t smallest = 0, largest = 0;
+        for (int round = 0; round < 2; ++round) {
+            for (int bits = 9; bits <= 15; ++bits) {
+                auto& [p, strict] = peers[static_cast<std::size_t>(bits - 9)];
+                ASSERT_FALSE(p->server->sendText(msg));
+                auto wire = drain(*p->server);
+                const auto frames = splitFrames(wire);
+                ASSERT_EQ(frames.size(), 1u);
+                ASSERT_TRUE(frames[0].rsv1);
+                ByteBuffer got;
+                ASSERT_FALSE(strict->decode(asBytes(frames[0].payload), true, got, 1u << 20))
+                    << "a match beyond " << bits << " bits, shared " << sharedMode << ", round " << round;
+                ASSERT_EQ(str(got.view()), msg) << bits;
+                if (round == 0 && bits == 9) smallest = wire.size();
+                if (round == 0 && bits == 15) largest = wire.size();
+                Recorder r;
+                p->client->receive(wire, r);
+                ASSERT_EQ(r.events, std::vector<Rec>{text(msg)}) << bits;
+            }
+        }
+        // The 1.5 KiB repeats are within reach of 11 bits and up only.
+        EXPECT_LT(smallest, msg.size());
+        EXPECT_LT(largest * 3, smallest) << "sizes " << largest << " and " << smallest;
+    }
+}
+
+TEST(DeflateWindows, SharedCompressorPerWindowIsMadeOnFirstNeed) {
+    SharedDeflate shared;
+    const std::string msg = farRepeats(20000);
+    // The default (no window given) is the configured maximum, 15.
+    const std::string c15(asString(shared.compress(asBytes(msg))));
+    EXPECT_EQ(inflateStrict(asBytes(c15), 15), msg);
+    const std::string c9(asString(shared.compress(asBytes(msg), 9)));
+    EXPECT_EQ(inflateStrict(asBytes(c9), 9), msg);
+    EXPECT_EQ(inflateStrict(asBytes(c15), 9), std::nullopt) << "15-bit output should not fit a 9-bit window";
+    // A window over the configured maximum is held to it.
+    DeflateOptions o;
+    o.maxWindowBits = 10;
+    SharedDeflate capped(o);
+    EXPECT_EQ(inflateStrict(capped.compress(asBytes(msg), 15), 10), msg);
+}
+
+TEST(DeflateWindows, ClientTakesEveryServerWindowAndKeepsToItsOwn) {
+    const std::string msg = farRepeats(30000);
+    for (int bits = 8; bits <= 15; ++bits) {
+        // The server's window: our inflater reads any (zlib compresses 8 as 9, same stream format).
+        auto ext = clientExtension("permessage-deflate; server_max_window_bits=" + std::to_string(bits));
+        ASSERT_NE(ext, nullptr) << bits;
+        z_stream z{};
+        ASSERT_EQ(deflateInit2(&z, 6, Z_DEFLATED, -std::max(bits, 9), 8, Z_DEFAULT_STRATEGY), Z_OK);
+        std::string packed(deflateBound(&z, msg.size()) + 16, '\0');
+        z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(msg.data()));
+        z.avail_in = static_cast<uInt>(msg.size());
+        z.next_out = reinterpret_cast<Bytef*>(packed.data());
+        z.avail_out = static_cast<uInt>(packed.size());
+        ASSERT_EQ(deflate(&z, Z_SYNC_FLUSH), Z_OK);
+        packed.resize(packed.size() - z.avail_out - 4);
+        deflateEnd(&z);
+        ConnectionOptions o;
+        o.role = Role::client;
+        o.maxMessageSize = 1u << 20;
+        Connection c(o, std::move(ext));
+        Recorder r;
+        auto wire = frame(1, packed, true, false, rfcKey, Rsv::rsv1);
+        c.receive(wire, r);
+        EXPECT_EQ(r.events, std::vector<Rec>{text(msg)}) << bits;
+    }
+    for (int bits = 9; bits <= 15; ++bits) {
+        // client_max_window_bits in the answer: what the client compresses keeps to it.
+        auto ext = clientExtension("permessage-deflate; client_max_window_bits=" + std::to_string(bits));
+        ConnectionOptions o;
+        o.role = Role::client;
+        FixedMask mask;
+        o.maskSource = &mask;
+        Connection c(o, std::move(ext));
+        for (int round = 0; round < 2; ++round) {
+            ASSERT_FALSE(c.sendText(msg));
+            const auto frames = splitFrames(drain(c));
+            ASSERT_EQ(frames.size(), 1u);
+            ASSERT_TRUE(frames[0].rsv1);
+            // Context takeover: the second message needs the first in the window; check
+            // the first on its own only.
+            if (round == 0) EXPECT_EQ(inflateStrict(asBytes(frames[0].payload), bits), msg) << bits;
+        }
+    }
 }
 
 } // namespace

@@ -1,6 +1,7 @@
 // Pub/sub across two loops: subscribe, publish from a connection (not to itself) and from
 // any thread, unsubscribe, the subscription queries, cleanup when subscribers leave, and
 // order under load.
+#include "support/deflate.hpp"
 #include "support/server_harness.hpp"
 
 #include <algorithm>
@@ -264,6 +265,60 @@ void publishToMixedSubscribers(Compression mode) {
 
 TEST(PubSubDeflate, SharedModeCompressesOnceForItsSubscribers) { publishToMixedSubscribers(Compression::shared); }
 TEST(PubSubDeflate, DedicatedModeCompressesPerConnection) { publishToMixedSubscribers(Compression::dedicated); }
+
+// RFC 7692 §7.1.2.1 with pub/sub: subscribers that asked for different server windows (9 to
+// 15, two of each, on two loops) each get the message compressed within their own window
+// (shared mode: once per loop and window size), read by an inflater of exactly that window.
+void publishToEveryWindowSize(Compression mode) {
+    TestServer ts(testOptions(2));
+    WebSocketBehavior b;
+    b.compression = mode;
+    b.open = [](WebSocket& ws) {
+        ws.subscribe("t");
+        ws.sendText(ws.extension() ? "deflate" : "plain");
+    };
+    ts.server.ws("/ws", std::move(b));
+    const auto port = ts.start();
+
+    std::vector<std::unique_ptr<WsClient>> clients;
+    std::vector<int> windows;
+    for (int bits = 9; bits <= 15; ++bits) {
+        for (int twice = 0; twice < 2; ++twice) {
+            ClientOptions o;
+            o.extension = std::make_shared<WindowCheckingFactory>(bits);
+            clients.push_back(std::make_unique<WsClient>(port, o));
+            ASSERT_TRUE(clients.back()->handshake("/ws"));
+            const auto agreed = clients.back()->reply().header("Sec-WebSocket-Extensions");
+            EXPECT_NE(agreed.find("server_max_window_bits=" + std::to_string(bits)), std::string::npos) << agreed;
+            ASSERT_EQ(clients.back()->nextMessage(), "deflate") << bits;
+            windows.push_back(bits);
+        }
+    }
+    clients.push_back(std::make_unique<WsClient>(port)); // and one without deflate
+    ASSERT_TRUE(clients.back()->handshake("/ws"));
+    ASSERT_EQ(clients.back()->nextMessage(), "plain");
+    windows.push_back(0);
+
+    for (unsigned seed : {1u, 2u}) {
+        const std::string msg = farRepeats(30000, seed);
+        std::vector<std::size_t> before;
+        for (auto& c : clients) before.push_back(c->bytesReceived());
+        ts.server.publish("t", msg);
+        std::size_t wire9 = 0, wire15 = 0;
+        for (std::size_t i = 0; i < clients.size(); ++i) {
+            ASSERT_EQ(clients[i]->nextMessage(), msg) << "window " << windows[i] << ", subscriber " << i;
+            const std::size_t wire = clients[i]->bytesReceived() - before[i];
+            if (windows[i] == 0) EXPECT_GT(wire, msg.size()) << "the plain subscriber";
+            else EXPECT_LT(wire, msg.size()) << "window " << windows[i];
+            if (windows[i] == 9) wire9 = wire;
+            if (windows[i] == 15) wire15 = wire;
+        }
+        EXPECT_LT(wire15 * 3, wire9) << "the 15-bit window reaches the repeats, the 9-bit one does not";
+    }
+}
+
+TEST(PubSubDeflate, SharedModeServesEveryWindowSize) { publishToEveryWindowSize(Compression::shared); }
+TEST(PubSubDeflate, DedicatedModeServesEveryWindowSize) { publishToEveryWindowSize(Compression::dedicated); }
 
 } // namespace
 } // namespace tongdao::test

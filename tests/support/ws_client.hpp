@@ -66,6 +66,8 @@ struct ClientOptions {
     bool autoFlush = true;          ///< write the engine's answers (pongs, close echo) at once
     std::size_t maxMessage = 64 * 1024 * 1024;
     bool deflate = false;           ///< offer permessage-deflate (RFC 7692)
+    /** Offered instead of the library's permessage-deflate when set (a test's own offer). */
+    std::shared_ptr<const protocol::ClientExtensionFactory> extension;
 };
 
 /** A raw upgrade request, for handshakes the real client would never send. */
@@ -239,7 +241,8 @@ public:
         req.target = std::move(target);
         req.protocols = std::move(protocols);
         req.headers = std::move(headers);
-        if (opts_.deflate) req.extensions.push_back(std::make_shared<protocol::ClientDeflateFactory>());
+        if (opts_.extension) req.extensions.push_back(opts_.extension);
+        else if (opts_.deflate) req.extensions.push_back(std::make_shared<protocol::ClientDeflateFactory>());
         protocol::ClientHandshake hs(std::move(req));
         if (!sendRaw(hs.request() + std::string(extra))) return false;
         auto r = readHttp(true, opts_.timeout);

@@ -8,9 +8,10 @@
  * - dedicated: each connection has its own compressor and decompressor, so both sides may
  *   keep their LZ77 window across messages (context takeover): the best ratio, and about
  *   300 KiB per busy connection at the default window;
- * - shared: one compressor and one decompressor per thread serve every connection; the
- *   server negotiates no context takeover in both directions (RFC 7692 §7.1.1) so each
- *   message stands alone, and an idle connection carries only a few bytes for it.
+ * - shared: one decompressor and one compressor per window size in use (9 to 15 bits,
+ *   each made on first need) per thread serve every connection; the server negotiates no
+ *   context takeover in both directions (RFC 7692 §7.1.1) so each message stands alone,
+ *   and an idle connection carries only a few bytes for it.
  */
 
 #include "tongdao/protocol/extension.hpp"
@@ -30,7 +31,9 @@ struct DeflateOptions {
 
 /**
  * One thread's zlib streams for shared mode, and the scratch buffer an encoded message
- * is returned in. Not thread-safe: one per loop.
+ * is returned in: one decompressor (a 15-bit window reads any peer's), and a compressor
+ * per window size asked for (RFC 7692 §7.1.2.1), each made on its first message.
+ * Not thread-safe: one per loop.
  */
 class SharedDeflate {
 public:
@@ -39,8 +42,12 @@ public:
     SharedDeflate(const SharedDeflate&) = delete;
     SharedDeflate& operator=(const SharedDeflate&) = delete;
 
-    /** Compresses a whole message on its own (no context), into the scratch buffer. */
-    Bytes compress(Bytes in);
+    /**
+     * Compresses a whole message on its own (no context), into the scratch buffer (valid
+     * until the next call), with a window of `windowBits` (9 to 15; 0 or anything above
+     * `options().maxWindowBits` means that maximum). Empty if zlib could not start.
+     */
+    Bytes compress(Bytes in, int windowBits = 0);
     /** Inflates one frame's payload of a message compressed without context. */
     std::error_code decompress(Bytes in, bool last, ByteBuffer& out, std::size_t limit);
     const DeflateOptions& options() const noexcept { return options_; }
@@ -67,7 +74,8 @@ private:
 /**
  * The server's side. With `shared` set, it agrees only to no context takeover in both
  * directions and every connection uses the shared streams; otherwise each connection
- * gets its own.
+ * gets its own. Either way it honours a `server_max_window_bits` of 9 to 15 and declines
+ * an offer of 8 (zlib has no 256-byte window for raw deflate), moving on to the next.
  */
 class ServerDeflateFactory final : public ServerExtensionFactory {
 public:
@@ -83,5 +91,11 @@ private:
 
 /** True if `ext` is permessage-deflate on shared streams (what pub/sub can compress once for). */
 bool usesSharedDeflate(const Extension* ext, const SharedDeflate* shared) noexcept;
+
+/**
+ * The window (9 to 15 bits) `ext` compresses with if it is permessage-deflate on `shared`,
+ * else 0: pub/sub compresses a message once per shared compressor and window.
+ */
+int sharedDeflateWindow(const Extension* ext, const SharedDeflate* shared) noexcept;
 
 } // namespace tongdao::protocol
