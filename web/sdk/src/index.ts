@@ -1,0 +1,3 @@
+export * from './client.js';
+export * from './transport.js';
+export * from './storage.js';
