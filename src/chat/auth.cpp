@@ -4,6 +4,8 @@
 #include <boost/json/value.hpp>
 
 #include <openssl/crypto.h>
+
+#include <cmath>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -110,7 +112,8 @@ std::optional<json::object> jsonPart(std::string_view part) {
 std::optional<std::int64_t> numericDate(const json::value& v) {
     if (v.is_int64()) return v.get_int64();
     if (v.is_uint64() && v.get_uint64() < (1ull << 62)) return static_cast<std::int64_t>(v.get_uint64());
-    if (v.is_double()) return static_cast<std::int64_t>(v.get_double()); // RFC 7519 §2 allows fractions
+    // RFC 7519 §2 allows fractions; a value no int64 can hold is not a date we take.
+    if (v.is_double() && std::abs(v.get_double()) < 9e18) return static_cast<std::int64_t>(v.get_double());
     return std::nullopt;
 }
 

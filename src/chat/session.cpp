@@ -184,7 +184,7 @@ void Service::Impl::hello(Session& s, Request& req) {
         auto verified = verifier->verify(token, now, why);
         if (!verified) return fail(s, req.id, Code::unauthorized, why);
         *id = std::move(*verified);
-        if (!validName(id->name)) id->name = id->user.substr(0, 32);
+        if (!validName(id->name)) id->name = std::string(utf8Prefix(id->user, 32));
     } else {
         if (!options.anonymous) return fail(s, req.id, Code::unauthorized, "a token is required");
         std::string_view name;

@@ -213,7 +213,6 @@ struct SqliteStore::Writer {
                 res.status = StoreStatus::duplicate;
                 res.room = st.text(0);
                 res.event = readEvent(st, 1);
-                if (auto* r = room(res.room, false)) res.oldest = r->oldest;
                 return;
             }
         }
@@ -261,7 +260,6 @@ struct SqliteStore::Writer {
         if (r->oldest > e.seq) r->oldest = e.seq; // the first event kept
         touched.insert(r);
         res.room = req.room;
-        res.oldest = r->oldest;
         ++stored;
     }
 
@@ -452,7 +450,7 @@ void SqliteStore::append(AppendRequest request, std::function<void(AppendResult)
     auto res = std::make_shared<AppendResult>();
     submit({[req = std::move(request), res](Writer& w) { w.append(req, *res); },
             [res, done = std::move(done)](bool ok) {
-                if (!ok) *res = AppendResult{StoreStatus::unavailable, {}, {}, 0};
+                if (!ok) *res = AppendResult{StoreStatus::unavailable, {}, {}};
                 done(std::move(*res));
             }});
 }
@@ -494,16 +492,15 @@ void SqliteStore::markRead(std::string room, std::string user, std::uint64_t seq
     };
     auto out = std::make_shared<Out>();
     submit({[room = std::move(room), user = std::move(user), seq, out](Writer& w) {
-                auto* r = w.room(room, true);
+                auto* r = w.room(room, false);
+                if (!r) return; // no such room: no member, nothing to mark
                 const auto capped = std::min(seq, r->seq);
-                auto up = w.db.prepared("INSERT INTO members(user, room, read_seq) VALUES(?, ?, ?) "
-                                        "ON CONFLICT(user, room) DO UPDATE SET read_seq = excluded.read_seq "
-                                        "WHERE excluded.read_seq > members.read_seq");
-                up.bind(1, user).bind(2, r->id).bind(3, capped).run();
+                auto up = w.db.prepared("UPDATE members SET read_seq = ? WHERE user = ? AND room = ? AND read_seq < ?");
+                up.bind(1, capped).bind(2, user).bind(3, r->id).bind(4, capped).run();
                 out->moved = sqlite3_changes(w.db.handle()) > 0;
                 auto st = w.db.prepared("SELECT read_seq FROM members WHERE user = ? AND room = ?");
                 st.bind(1, user).bind(2, r->id);
-                out->mark = st.step() ? st.unsignedInt(0) : capped;
+                out->mark = st.step() ? st.unsignedInt(0) : 0;
             },
             [out, done = std::move(done)](bool ok) {
                 done(ok ? StoreStatus::ok : StoreStatus::unavailable, out->mark, ok && out->moved);

@@ -3,7 +3,9 @@
 // that the SQLite engine (one node) and the Redis engine (several nodes) are interchangeable.
 //
 // Every call is asynchronous: it returns at once and its callback runs later on one of the
-// store's own threads (never on the caller's stack). Callers post back to their loop.
+// store's own threads — except a call refused at once (the store is closed, or its queue is
+// full), whose callback runs before the call returns, with `unavailable`. Callers post the
+// result back to their loop either way, and hold no lock across a call.
 
 #include <cstdint>
 #include <functional>
@@ -61,7 +63,6 @@ struct AppendResult {
     StoreStatus status = StoreStatus::ok;
     std::string room;  ///< the room of the stored event (a duplicate may name another)
     StoredEvent event; ///< as stored (ok), or the first one (duplicate)
-    std::uint64_t oldest = 0; ///< the oldest seq kept in the room after this append
 };
 
 /** A range of events to read. */
@@ -133,7 +134,10 @@ public:
     virtual void addMember(std::string room, std::string user, std::uint64_t readSeq,
                            std::function<void(MemberInfo)> done) = 0;
     virtual void removeMember(std::string room, std::string user, std::function<void(StoreStatus)> done) = 0;
-    /** Raises the read mark to `seq` (never lowers it); calls back with the mark kept. */
+    /**
+     * Raises a member's read mark to `seq` (never lowers it, never past the room's latest);
+     * calls back with the mark kept. Not a member (left meanwhile): nothing changes, mark 0.
+     */
     virtual void markRead(std::string room, std::string user, std::uint64_t seq,
                           std::function<void(StoreStatus, std::uint64_t mark, bool moved)> done) = 0;
     /** The rooms the user is a member of, by name, at most `limit`. */

@@ -4,6 +4,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <charconv>
+#include <cmath>
 
 namespace tongdao::chat {
 
@@ -91,7 +92,8 @@ std::optional<Failure> parseRequest(std::string_view text, const ParseLimits& li
     if (!op || !op->is_string()) return bad("request has no op");
     if (const auto* id = out.fields.if_contains("id")) {
         if (id->is_string()) {
-            if (id->get_string().size() > 64) return bad("id longer than 64 characters");
+            const std::string_view idText(id->get_string().data(), id->get_string().size());
+            if (utf8Length(idText) > 64) return bad("id longer than 64 characters");
         } else if (!safeInteger(*id)) {
             return bad("id must be a string or an integer within ±2^53");
         }
@@ -105,7 +107,7 @@ std::optional<Failure> parseRequest(std::string_view text, const ParseLimits& li
             out.op = o.op;
             return std::nullopt;
         }
-    std::string shown(name.substr(0, 32));
+    std::string shown(utf8Prefix(name, 32));
     for (char& c : shown)
         if (static_cast<unsigned char>(c) < 0x20 || c == '\'') c = '?';
     return bad("unknown op '" + shown + "'");
@@ -138,6 +140,21 @@ std::optional<Failure> optBool(const json::object& o, std::string_view key, bool
     return std::nullopt;
 }
 
+std::string_view utf8Prefix(std::string_view s, std::size_t maxChars) noexcept {
+    std::size_t chars = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        // A code point starts at every byte that is not a continuation byte (10xxxxxx).
+        if ((static_cast<unsigned char>(s[i]) & 0xc0) != 0x80 && chars++ == maxChars) return s.substr(0, i);
+    }
+    return s;
+}
+
+std::size_t utf8Length(std::string_view s) noexcept {
+    std::size_t chars = 0;
+    for (char c : s) chars += (static_cast<unsigned char>(c) & 0xc0) != 0x80;
+    return chars;
+}
+
 bool validRoomName(std::string_view room) noexcept {
     if (room.empty() || room.size() > 64) return false;
     for (char c : room) {
@@ -163,18 +180,40 @@ bool validCid(std::string_view cid) noexcept {
 
 bool validName(std::string_view name) noexcept {
     if (name.empty() || name.size() > 128) return false;
-    std::size_t chars = 0;
-    for (char ch : name) {
-        const auto c = static_cast<unsigned char>(ch);
+    for (std::size_t i = 0; i < name.size(); ++i) {
+        const auto c = static_cast<unsigned char>(name[i]);
         if (c < 0x20 || c == 0x7f) return false;
-        if ((c & 0xc0) != 0x80) ++chars; // count code points, not bytes (the text is valid UTF-8)
+        // U+0080-U+009F, the C1 controls, are C2 80 to C2 9F in UTF-8 (the text is valid UTF-8).
+        if (c == 0xc2 && i + 1 < name.size() && static_cast<unsigned char>(name[i + 1]) < 0xa0) return false;
     }
-    return chars <= 32;
+    return utf8Length(name) <= 32;
 }
+
+namespace {
+
+/** False if a number in `v` is beyond a double's range: it would be written as "Infinity". */
+bool allFinite(const json::value& v) {
+    switch (v.kind()) {
+    case json::kind::double_: return std::isfinite(v.get_double());
+    case json::kind::array:
+        for (const auto& e : v.get_array())
+            if (!allFinite(e)) return false;
+        return true;
+    case json::kind::object:
+        for (const auto& e : v.get_object())
+            if (!allFinite(e.value())) return false;
+        return true;
+    default: return true;
+    }
+}
+
+} // namespace
 
 std::optional<Failure> needBody(const json::object& o, std::size_t maxBody, std::string& out) {
     const auto* v = o.if_contains("body");
     if (!v) return bad("body is required");
+    // Nesting is bounded by the parser's max_depth, so is this recursion.
+    if (!allFinite(*v)) return bad("body holds a number beyond the range of a double");
     out = json::serialize(*v);
     if (out.size() > maxBody) return Failure{Code::tooLarge, "body over " + std::to_string(maxBody) + " bytes"};
     return std::nullopt;

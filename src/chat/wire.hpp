@@ -58,6 +58,9 @@ std::optional<Failure> optBool(const boost::json::object& o, std::string_view ke
 /** A required room name, checked: 1-64 of [A-Za-z0-9_.:-]. */
 std::optional<Failure> needRoom(const boost::json::object& o, std::string_view& out);
 bool validRoomName(std::string_view room) noexcept;
+/** The first `maxChars` code points of UTF-8 text (never a cut inside one). */
+std::string_view utf8Prefix(std::string_view s, std::size_t maxChars) noexcept;
+std::size_t utf8Length(std::string_view s) noexcept;
 /** A cid: 1-64 printable ASCII characters. */
 bool validCid(std::string_view cid) noexcept;
 /** A display name: 1-32 characters (bytes ≤ 128), no control characters. */
