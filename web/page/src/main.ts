@@ -144,9 +144,12 @@ function stateOf(r: Room, m: Msg): { state: string; text: string } {
 function renderMsg(r: Room, m: Msg): void {
   const mine = m.user === me;
   const li = m.el;
-  li.className = `msg${mine ? ' mine' : ''}${m.deleted ? ' deleted' : ''}`;
+  const cont = li.classList.contains('cont');
+  li.className = `msg${mine ? ' mine' : ''}${m.deleted ? ' deleted' : ''}${cont ? ' cont' : ''}`;
   if (m.seq !== undefined) li.dataset.seq = String(m.seq);
   else delete li.dataset.seq;
+  li.dataset.user = m.user;
+  if (m.ts) li.dataset.ts = String(m.ts);
   const meta = h('div', { class: 'meta' },
     h('span', { class: 'author' }, mine ? `${m.name} (you)` : m.name),
     m.ts ? h('time', { datetime: new Date(m.ts).toISOString() }, clockTime(m.ts)) : null,
@@ -160,6 +163,19 @@ function renderMsg(r: Room, m: Msg): void {
   replaceChildren(li, meta, text, state);
 }
 
+/** An own message's state shows only where it differs from the next own message's (a run of
+ * "Read by bob" reads once, on its last message). */
+function tidyStates(r: Room): void {
+  let after: string | null = null;
+  for (let c = r.list.lastElementChild; c; c = c.previousElementSibling) {
+    const span = c.querySelector<HTMLElement>('.state');
+    if (!span) continue;
+    const text = span.textContent;
+    span.classList.toggle('same', text === after);
+    after = text;
+  }
+}
+
 function refreshMine(r: Room): void {
   for (const m of r.bySeq.values()) {
     if (m.user !== me) continue;
@@ -170,6 +186,23 @@ function refreshMine(r: Room): void {
       span.dataset.state = s.state;
     }
   }
+  tidyStates(r);
+}
+
+const GROUP_MS = 5 * 60 * 1000;
+
+/** Consecutive messages of one author within 5 minutes show the author and time once. */
+function regroup(li: Element | null): void {
+  if (!li || !(li instanceof HTMLElement) || !li.classList.contains('msg')) return;
+  const prev = li.previousElementSibling as HTMLElement | null;
+  const cont = !!prev && prev.classList.contains('msg') && prev.dataset.user === li.dataset.user &&
+    Math.abs(Number(li.dataset.ts || Date.now()) - Number(prev.dataset.ts || Date.now())) < GROUP_MS;
+  li.classList.toggle('cont', cont);
+}
+
+function inserted(li: Element): void {
+  regroup(li);
+  regroup(li.nextElementSibling);
 }
 
 /** Puts a stored message at its seq's place: after every smaller seq, before pending ones. */
@@ -182,7 +215,11 @@ function place(r: Room, m: Msg): void {
     if (pending || (s !== undefined && Number(s) > seq) || (s === undefined && (c as HTMLElement).dataset.before !== undefined && Number((c as HTMLElement).dataset.before) > seq)) before = c;
     else break;
   }
+  const next = m.el.nextElementSibling;
   r.list.insertBefore(m.el, before);
+  inserted(m.el);
+  regroup(next); // the one it left
+  if (m.user === me) tidyStates(r);
 }
 
 interface StoredMessage {
@@ -236,7 +273,9 @@ function settle(r: Room, m: Msg, seq: number, ts: number | undefined): void {
   m.pending = false;
   m.failed = undefined;
   delete m.el.dataset.pending;
+  const next = m.el.nextElementSibling;
   m.el.remove();
+  regroup(next);
   if (seq > r.lastSeq) r.lastSeq = seq;
   if (r.bySeq.has(seq)) return; // shown already
   m.seq = seq;
@@ -506,6 +545,8 @@ function sendCurrent(): void {
   m.el.dataset.pending = '1';
   renderMsg(r, m);
   r.list.appendChild(m.el);
+  inserted(m.el);
+  tidyStates(r);
   scrollToBottom();
   const sent = chat.send(r.name, body);
   m.cid = sent.cid;
@@ -514,6 +555,7 @@ function sendCurrent(): void {
     if (m.seq !== undefined) return;
     m.failed = errText(e);
     renderMsg(r, m);
+    tidyStates(r);
   });
   if (typingTimer) clearTimeout(typingTimer);
   typingTimer = 0;
