@@ -32,10 +32,16 @@ $(ASAN)/build.ninja:
 	CC=clang CXX=clang++ cmake -S . -B $(ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug \
 	  -DTONGDAO_SANITIZE=ON -DTONGDAO_FUZZ=ON -DTONGDAO_WERROR=ON
 
+# A tree configured before node_modules/typescript existed has no web/ targets: configure it again.
+web-reconfigure = if [ -f node_modules/typescript/bin/tsc ] && ! grep -q '^build web_page:' $(1)/build.ninja; then \
+	  echo "web/ is now buildable: cmake $(1)"; cmake $(1) >/dev/null; fi
+
 build: deps-build $(RELEASE)/build.ninja
+	@$(call web-reconfigure,$(RELEASE))
 	cmake --build $(RELEASE) -j $(JOBS)
 
 asan: deps $(ASAN)/build.ninja
+	@$(call web-reconfigure,$(ASAN))
 	cmake --build $(ASAN) -j $(JOBS)
 
 # The chat server, anonymous, its data in build/chat-data: ws and http on 8080, wss and https
@@ -53,6 +59,7 @@ test-asan: asan
 	cd $(ASAN) && ctest --output-on-failure -j $(JOBS) -LE release_only
 
 test-release: deps $(RELEASE)/build.ninja
+	@$(call web-reconfigure,$(RELEASE))
 	cmake --build $(RELEASE) -j $(JOBS)
 	cd $(RELEASE) && ctest --output-on-failure -j $(JOBS) -L release_only
 

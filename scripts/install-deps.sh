@@ -2,16 +2,18 @@
 # Installs what tongdao needs to build, test and run, and only what is missing.
 # Idempotent: a second run installs nothing and takes about a second.
 #   scripts/install-deps.sh            everything (build, tests, interop peers, benches)
-#   scripts/install-deps.sh build      only what a Release build needs
+#   scripts/install-deps.sh build      only what a Release build needs (the chat page and the
+#                                      SDK included: node, npm and the pinned node_modules)
 set -euo pipefail
 
 build_pkgs=(
   build-essential cmake ninja-build pkg-config
   libssl-dev zlib1g-dev libasio-dev libsqlite3-dev libhiredis-dev libboost-json1.81-dev libcli11-dev ca-certificates openssl
+  nodejs
 )
 test_pkgs=(
   clang libclang-rt-14-dev libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-websockets redis-server chromium nodejs
+  python3 python3-websockets redis-server chromium
   libboost1.81-dev libwebsocketpp-dev libsimdjson-dev
 )
 
@@ -34,15 +36,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# npm is shipped inside the nodesource nodejs package; Debian's own nodejs needs the npm package.
-if [ "${1:-all}" != build ] && ! command -v npm >/dev/null 2>&1; then
+# npm is shipped inside the nodesource nodejs package; Debian's own nodejs needs the npm package
+# (so it is not in the lists above: beside nodesource's nodejs it would conflict).
+if ! command -v npm >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get install -y -qq --no-install-recommends npm
 fi
 
-# Test peers and web tooling from the npm registry, pinned by package-lock.json.
-if [ "${1:-all}" != build ] && [ -f package-lock.json ]; then
-  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# Web tooling (typescript, for web/ in every build) and test peers from the npm registry,
+# pinned by package-lock.json; again whenever the lock file is newer than the install.
+if [ -f package-lock.json ]; then
+  if [ ! -d node_modules ] || [ ! -f node_modules/typescript/bin/tsc ] ||
+     [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "install-deps: npm ci"
     npm ci --no-audit --no-fund --loglevel=error
   fi
