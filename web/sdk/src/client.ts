@@ -1,7 +1,7 @@
 // ChatClient: one socket, every room multiplexed on it; outbox, resume, heartbeat, backoff.
 // The wire contract is docs/PROTOCOL.md.
-import { Connection, Transport, detectTransport, globalObject } from './transport.js';
-import { SyncStorage, detectStorage } from './storage.js';
+import { Connection, MiniSocketApi, Transport, detectTransport, globalObject, miniTransport } from './transport.js';
+import { MiniStorageApi, SyncStorage, detectStorage, miniStorage } from './storage.js';
 
 export const SUBPROTOCOL = 'tongdao.chat.v1';
 
@@ -44,6 +44,8 @@ export interface ChatOptions {
   timers?: Timers;
   /** Uniform in [0, 1): the backoff jitter. Default Math.random. */
   random?: () => number;
+  /** A `wx` or `uni` object: transport, storage and lifecycle are taken from it (unless given). */
+  wx?: MiniApi;
   /** cid generator; default: crypto.getRandomValues when present, else time + Math.random. */
   cid?: () => string;
 }
@@ -151,16 +153,24 @@ export function makeCid(): string {
   return 'c-' + Date.now().toString(36) + '-' + r() + r();
 }
 
+/** What the SDK uses of `wx` / `uni` when given as options.wx. */
+export interface MiniApi extends MiniSocketApi, MiniStorageApi {
+  onAppShow?(fn: (res: unknown) => void): void;
+  onAppHide?(fn: (res: unknown) => void): void;
+  onNetworkStatusChange?(fn: (res: { isConnected: boolean }) => void): void;
+}
+
 function defaultLifecycle(): Lifecycle | null {
   if (typeof wx === 'undefined' || !wx || typeof wx.onAppShow !== 'function') return null;
-  const w = wx as unknown as {
-    onAppShow(fn: () => void): void;
-    onAppHide(fn: () => void): void;
-    onNetworkStatusChange?(fn: (res: { isConnected: boolean }) => void): void;
-  };
+  return miniLifecycle(wx as unknown as MiniApi);
+}
+
+/** wx.onAppShow / onAppHide / onNetworkStatusChange as a Lifecycle. */
+export function miniLifecycle(w: MiniApi): Lifecycle | null {
+  if (typeof w.onAppShow !== 'function') return null;
   return {
-    onShow: (fn) => w.onAppShow(() => fn()),
-    onHide: (fn) => w.onAppHide(() => fn()),
+    onShow: (fn) => { if (w.onAppShow) w.onAppShow(() => fn()); },
+    onHide: (fn) => { if (w.onAppHide) w.onAppHide(() => fn()); },
     onNetworkChange: (fn) => { if (w.onNetworkStatusChange) w.onNetworkStatusChange((res) => fn(!!res.isConnected)); },
   };
 }
@@ -216,10 +226,11 @@ export class ChatClient {
 
   constructor(options: ChatOptions) {
     this.opt = options;
-    const t = options.transport || detectTransport();
+    const mini = options.wx;
+    const t = options.transport || (mini ? miniTransport(mini) : detectTransport());
     if (!t) throw new ChatError('bad_request', 'no transport: pass options.transport (wx, uni, WebSocket or ws)');
     this.transport = t;
-    this.storage = options.storage || detectStorage();
+    this.storage = options.storage || (mini ? miniStorage(mini) : detectStorage());
     this.key = options.storageKey || 'tongdao-chat:' + (options.name || 'default');
     this.timers = options.timers || defaultTimers();
     this.random = options.random || Math.random;
@@ -234,7 +245,7 @@ export class ChatClient {
     this.stableMs = b.stableMs !== undefined ? b.stableMs : 10000;
     if (typeof options.token === 'string') { this.tokenValue = options.token; this.tokenStale = false; }
     this.load();
-    const lc = options.lifecycle === false ? null : options.lifecycle || defaultLifecycle();
+    const lc = options.lifecycle === false ? null : options.lifecycle || (mini ? miniLifecycle(mini) : defaultLifecycle());
     if (lc) {
       if (lc.onShow) lc.onShow(() => this.check());
       if (lc.onNetworkChange) lc.onNetworkChange((online) => { if (online) this.check(); });
