@@ -287,6 +287,7 @@ try {
     sameList(bursts(await texts(bob)), want50, "bob's page");
     const meanwhile = bursts(await texts(alice));
     if (meanwhile.length !== 0) throw new Error(`alice got ${meanwhile.length} through the cut`);
+    await until(() => proxy.refused() >= 1, 40000, "alice's page tries to reconnect (and is refused)");
     return `${proxy.refused()} connection attempts refused so far`;
   }, 90000);
 
@@ -337,6 +338,24 @@ try {
     const file = path.join(artifacts, 'chat-page-phone.png');
     await phone.screenshot({ path: file });
     return `${m.scroll} px in ${m.client} px; ${file}`;
+  });
+
+  await step('every control has an accessible name; Tab reaches the message box', async () => {
+    for (const role of ['button', 'textbox', 'link', 'checkbox', 'combobox']) {
+      const all = await alice.getByRole(role).count();
+      const named = await alice.getByRole(role, { name: /\S/ }).count();
+      if (all !== named) throw new Error(`${all - named} of ${all} ${role}s have no accessible name`);
+    }
+    await log(alice).focus();
+    let reached = false;
+    for (let i = 0; i < 12 && !reached; i++) {
+      await alice.keyboard.press('Tab');
+      reached = await alice.evaluate(() => document.activeElement && document.activeElement.id === 'message');
+    }
+    if (!reached) throw new Error('Tab never reached the message box');
+    await alice.keyboard.type('typed with the keyboard alone');
+    await alice.keyboard.press('Enter');
+    await item(bob, 'typed with the keyboard alone').waitFor({ timeout: 15000 });
   });
 
   await step('no uncaught errors in the pages', async () => {

@@ -37,7 +37,7 @@ function toEvent(e: StoredEvent): ChatEvent {
 }
 
 export function openChat(
-  opts: { url: string; name: string; token: string },
+  opts: { url: string; name: string; token: string; user: string },
   onEvent: (ev: ChatEvent) => void,
   onState: (state: string, detail?: string) => void,
 ): Chat {
@@ -47,7 +47,7 @@ export function openChat(
     name: opts.token ? undefined : opts.name,
     token: opts.token || undefined,
     // One storage key per identity: positions and the outbox are the user's.
-    storageKey: `tongdao-chat:${opts.token ? 'token:' + opts.token.slice(-16) : opts.name}`,
+    storageKey: opts.token ? `tongdao-chat:sub:${opts.user || 'unknown'}` : `tongdao-chat:${opts.name}`,
     cid: () => (lastCid = makeCid()),
   });
   c.on('message', (e) => onEvent(toEvent(e)));

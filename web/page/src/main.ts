@@ -430,7 +430,8 @@ function renderOnline(): void {
   const people = r ? [...r.online.entries()].sort((a, b) => a[1].localeCompare(b[1])) : [];
   replaceChildren(el.onlineList, ...people.map(([user, name]) => h('li', {}, user === me ? `${name} (you)` : name)));
   el.onlineTitle.textContent = r ? `Online (${people.length})` : 'Online';
-  el.roomOnline.textContent = r ? `${people.length} online${people.length ? ': ' + people.map((p) => p[1]).join(', ') : ''}` : '';
+  const names = people.slice(0, 5).map((p) => p[1]).join(', ') + (people.length > 5 ? ` and ${people.length - 5} more` : '');
+  el.roomOnline.textContent = r ? `${people.length} online${people.length ? ': ' + names : ''}` : '';
 }
 
 async function loadPresence(r: Room): Promise<void> {
@@ -601,13 +602,17 @@ function showLogin(error = ''): void {
 
 async function start(id: Identity): Promise<void> {
   el.loginError.textContent = '';
+  if (chat) chat.close(); // a second Connect while the first still tries
   showState('connecting');
+  const fromToken = id.token ? tokenUser(id.token) : null;
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/chat`;
-  const c = openChat({ url, name: id.name, token: id.token }, onEvent, (s, detail) => showState(s, detail));
+  const c = openChat({ url, name: id.name, token: id.token, user: fromToken ? fromToken.user : '' }, onEvent,
+    (s, detail) => { if (chat === c) showState(s, detail); });
   chat = c;
   try {
     await c.connect();
   } catch (e) {
+    if (chat !== c) return; // replaced meanwhile
     c.close();
     chat = null;
     showState('idle');
@@ -615,7 +620,7 @@ async function start(id: Identity): Promise<void> {
     showLogin(`Could not sign in: ${errText(e)}`);
     return;
   }
-  const fromToken = id.token ? tokenUser(id.token) : null;
+  if (chat !== c) return;
   me = fromToken ? fromToken.user : id.name;
   localStorage.setItem(IDENTITY_KEY, JSON.stringify(id));
   el.whoamiName.textContent = `Signed in as ${fromToken ? fromToken.name : id.name}`;
