@@ -274,7 +274,10 @@ try {
   await step('the proxy cuts alice off; the banner says so', async () => {
     proxy.cut();
     await banner(alice).filter({ hasNotText: /^Connected/ }).waitFor({ timeout: 15000 });
-    return `banner: ${await banner(alice).textContent()}`;
+    fs.mkdirSync(artifacts, { recursive: true });
+    const file = path.join(artifacts, 'chat-page-offline.png');
+    await alice.screenshot({ path: file });
+    return `banner: ${await banner(alice).textContent()}; ${file}`;
   });
 
   await step('bob sends 50 messages while alice is away', async () => {
@@ -325,6 +328,10 @@ try {
 
   await step('a phone viewport (375x667) has no horizontal scrolling', async () => {
     const phone = await open('carol', { width: 375, height: 667 });
+    await phone.goto(direct, { timeout: 30000 });
+    await phone.getByRole('button', { name: 'Connect' }).waitFor({ timeout: 10000 });
+    const login = path.join(artifacts, 'chat-page-phone-login.png');
+    await phone.screenshot({ path: login });
     await signIn(phone, direct, 'carol');
     await item(phone, 'burst 50').waitFor({ timeout: 15000 });
     const m = await phone.evaluate(() => ({
@@ -337,7 +344,7 @@ try {
     }
     const file = path.join(artifacts, 'chat-page-phone.png');
     await phone.screenshot({ path: file });
-    return `${m.scroll} px in ${m.client} px; ${file}`;
+    return `${m.scroll} px in ${m.client} px; ${file} ${login}`;
   });
 
   await step('every control has an accessible name; Tab reaches the message box', async () => {

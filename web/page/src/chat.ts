@@ -29,6 +29,8 @@ export interface Chat {
   typing(room: string, active: boolean): void;
   presence(room: string): Promise<{ count: number; users: { user: string; name?: string }[] }>;
   rooms(): Promise<RoomInfo[]>;
+  /** Waiting in back-off: try now; connected: check the socket with a ping. */
+  reconnectNow(): void;
   close(): void;
 }
 
@@ -74,6 +76,7 @@ export function openChat(
     typing: (room, active) => { c.typing(room, active).catch(() => undefined); },
     presence: (room) => c.presence(room),
     rooms: () => c.rooms(),
+    reconnectNow: () => c.check(),
     close: () => c.close(),
   };
 }

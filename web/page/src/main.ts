@@ -52,6 +52,8 @@ interface Room {
 
 const el = {
   banner: byId('banner'),
+  retry: byId<HTMLButtonElement>('retry'),
+  notice: byId('notice'),
   whoami: byId('whoami'),
   whoamiName: byId('whoami-name'),
   signout: byId<HTMLButtonElement>('signout'),
@@ -116,7 +118,21 @@ function showState(state: string, detail?: string): void {
   };
   const kind = state === 'open' ? 'open' : state === 'connecting' ? 'connecting' : state === 'idle' || state === 'closed' ? 'idle' : 'offline';
   el.banner.dataset.state = kind;
+  el.retry.hidden = state !== 'reconnecting';
+  document.body.dataset.conn = kind;
+  // Presence events missed while away: ask again once back.
+  if (state === 'open' && active) void loadPresence(active);
   el.banner.textContent = (text[state] ?? state) + (detail ? ` (${detail})` : '');
+}
+
+let noticeTimer = 0;
+
+/** A problem worth telling, for a few seconds (not the connection's: the banner has that). */
+function notify(text: string): void {
+  el.notice.textContent = text;
+  el.notice.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = window.setTimeout(() => { el.notice.hidden = true; }, 8000);
 }
 
 // --- messages ---------------------------------------------------------------------------------
@@ -473,7 +489,7 @@ async function joinRoom(name: string, focus: boolean): Promise<void> {
     if (typeof rep.unread === 'number' && r !== active) r.unread = rep.unread;
     renderRooms();
   } catch (e) {
-    showState('open', `could not join ${name}: ${errText(e)}`);
+    notify(`Could not join ${name}: ${errText(e)}`);
     return;
   }
   if (focus || !active) await activate(r);
@@ -523,7 +539,7 @@ async function loadOlder(r: Room, first = false): Promise<void> {
     r.more = !!res.more || (first && res.events.length > 0 && ((res.events[0] as { seq?: number }).seq ?? 0) > (res.oldest ?? 1));
     r.loaded = true;
   } catch (e) {
-    showState('open', `history: ${errText(e)}`);
+    notify(`Could not load the history of ${r.name}: ${errText(e)}`);
   } finally {
     r.loading = false;
     el.older.disabled = false;
@@ -673,6 +689,8 @@ el.loginForm.addEventListener('submit', (e) => {
 });
 
 el.signout.addEventListener('click', signOut);
+el.retry.addEventListener('click', () => chat?.reconnectNow());
+window.addEventListener('online', () => chat?.reconnectNow());
 
 el.joinForm.addEventListener('submit', (e) => {
   e.preventDefault();
