@@ -12,6 +12,7 @@
 // Exit 0 passed, 1 a check failed, 2 bad setup, 77 (skip) Chromium or playwright-core missing.
 
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -94,11 +95,22 @@ function healthy(port) {
   });
 }
 
+const SECRET = 'chat-page-test-secret';
+
+/** An HS256 JWT (PROTOCOL.md §9) signed with SECRET. */
+function token(claims) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+  return `${head}.${crypto.createHmac('sha256', SECRET).update(head).digest('base64url')}`;
+}
+
 async function startServer(dataDir) {
+  const secretFile = path.join(dataDir, 'jwt.secret');
+  fs.writeFileSync(secretFile, SECRET + '\n');
   const port = await freePort();
   // Every option can also come from a TONGDAO_* variable: none of ours may reach the server.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TONGDAO_')));
-  const args = ['--host', '127.0.0.1', '--port', String(port), '--threads', '2', '--anonymous', '--data-dir', dataDir,
+  const args = ['--host', '127.0.0.1', '--port', String(port), '--threads', '2', '--anonymous', '--auth-secret-file', secretFile, '--data-dir', dataDir,
     '--web-root', webRoot, '--rate-limit', '1000', '--rate-burst', '1000', '--log-level', 'warn'];
   const child = spawn(serverBin, args, { stdio: ['ignore', 'inherit', 'inherit'], env });
   let exit = null;
@@ -345,6 +357,25 @@ try {
     const file = path.join(artifacts, 'chat-page-phone.png');
     await phone.screenshot({ path: file });
     return `${m.scroll} px in ${m.client} px; ${file} ${login}`;
+  });
+
+  await step('a token signs in as its subject, shown by its name', async () => {
+    const page = await open('dave', { width: 1024, height: 700 });
+    await page.goto(direct, { timeout: 30000 });
+    await page.getByRole('textbox', { name: /^Token/ }).fill(token({ sub: 'u-dave', name: 'Dave', exp: Math.floor(Date.now() / 1000) + 3600 }));
+    await page.getByRole('button', { name: 'Connect' }).click();
+    await banner(page).filter({ hasText: /^Connected/ }).waitFor({ timeout: 20000 });
+    await page.getByText('Signed in as Dave').waitFor({ timeout: 10000 });
+    await say(page, 'dave with a token');
+    await item(page, 'dave with a token').getByText('Sent').waitFor({ timeout: 15000 });
+    await item(bob, 'dave with a token').getByText('Dave', { exact: true }).waitFor({ timeout: 15000 });
+    await page.context().close();
+    const bad = await open('mallory', { width: 1024, height: 700 });
+    await bad.goto(direct, { timeout: 30000 });
+    await bad.getByRole('textbox', { name: /^Token/ }).fill('not.a.token');
+    await bad.getByRole('button', { name: 'Connect' }).click();
+    await bad.getByRole('alert').filter({ hasText: /Could not sign in/ }).waitFor({ timeout: 20000 });
+    await bad.context().close();
   });
 
   await step('every control has an accessible name; Tab reaches the message box', async () => {
