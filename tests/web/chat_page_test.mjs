@@ -328,6 +328,17 @@ try {
     sameList(await texts(alice), ['hello from bob', 'hi bob', ...want50], 'the whole room');
   });
 
+  await step('scrolled up, a new message is announced by a button that scrolls to it', async () => {
+    await log(alice).evaluate((l) => { l.scrollTop = 0; });
+    await say(bob, 'while alice reads old ones');
+    const jump = alice.getByRole('button', { name: 'New messages below' });
+    await jump.click({ timeout: 15000 });
+    await jump.waitFor({ state: 'hidden', timeout: 5000 });
+    const l = await log(alice).boundingBox();
+    const m = await item(alice, 'while alice reads old ones').boundingBox();
+    if (!l || !m || m.y < l.y || m.y + m.height > l.y + l.height + 1) throw new Error(`not in view: log ${JSON.stringify(l)}, message ${JSON.stringify(m)}`);
+  });
+
   await step('screenshot', async () => {
     fs.mkdirSync(artifacts, { recursive: true });
     await compose(alice).fill('');

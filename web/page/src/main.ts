@@ -73,6 +73,7 @@ const el = {
   log: byId('log'),
   logLists: byId('log-lists'),
   older: byId<HTMLButtonElement>('older'),
+  jump: byId<HTMLButtonElement>('jump'),
   logStart: byId('log-start'),
   typing: byId('typing'),
   compose: byId<HTMLFormElement>('compose'),
@@ -315,6 +316,7 @@ function onEvent(ev: ChatEvent): void {
       if (ev.seq > r.lastSeq) r.lastSeq = ev.seq;
       const added = addMessage(r, ev);
       if (added && ev.user !== me && ev.seq > r.readSeq) {
+        if (r === active && !nearBottom()) el.jump.hidden = false;
         if (r === active && canSeeBottom()) scheduleRead();
         else {
           r.unread += 1;
@@ -505,6 +507,7 @@ async function activate(r: Room): Promise<void> {
   renderRooms();
   renderTyping();
   renderOnline();
+  el.jump.hidden = true;
   updateOlder(r);
   scrollToBottom();
   void loadPresence(r);
@@ -753,7 +756,17 @@ el.older.addEventListener('click', () => {
 
 el.log.addEventListener('scroll', () => {
   if (active && el.log.scrollTop < 24 && active.more && !active.loading) void loadOlder(active);
-  if (nearBottom()) scheduleRead();
+  if (nearBottom()) {
+    el.jump.hidden = true;
+    scheduleRead();
+  }
+});
+
+el.jump.addEventListener('click', () => {
+  scrollToBottom();
+  el.jump.hidden = true;
+  el.message.focus();
+  scheduleRead();
 });
 
 document.addEventListener('visibilitychange', scheduleRead);
