@@ -337,6 +337,7 @@ try {
     const l = await log(alice).boundingBox();
     const m = await item(alice, 'while alice reads old ones').boundingBox();
     if (!l || !m || m.y < l.y || m.y + m.height > l.y + l.height + 1) throw new Error(`not in view: log ${JSON.stringify(l)}, message ${JSON.stringify(m)}`);
+    await alice.getByRole('button', { name: 'lobby', exact: true }).waitFor({ timeout: 5000 }); // read: no unread count
   });
 
   await step('screenshot', async () => {

@@ -766,7 +766,7 @@ el.jump.addEventListener('click', () => {
   scrollToBottom();
   el.jump.hidden = true;
   el.message.focus();
-  scheduleRead();
+  markRead();
 });
 
 document.addEventListener('visibilitychange', scheduleRead);
