@@ -145,7 +145,10 @@ struct WebSocketBehavior {
     std::size_t compressThreshold = 64;
     /** zlib level, 1 (fast) to 9 (small). */
     int compressLevel = 6;
-    /** The compressor's window in dedicated mode, 9 to 15 bits (memory against ratio). */
+    /**
+     * The compressor's largest window, 9 to 15 bits (memory against ratio), in both modes; a
+     * client's smaller `server_max_window_bits` (9 and up) is honoured below it.
+     */
     int compressWindowBits = 15;
 
     /** Sees each upgrade first. Without it every valid upgrade is accepted, with no sub-protocol. */
