@@ -504,7 +504,9 @@ export class ChatClient {
     this.hbTimer = this.clear(this.hbTimer);
     const gen = this.gen;
     const now = this.timers.now();
-    const quiet = now - Math.max(this.lastRecv, Math.min(this.lastSend, this.lastRecv));
+    // Ping when either direction has been silent for heartbeatMs: nothing received (is the
+    // link alive?) or nothing sent (the server's idle timeout counts what the client sends).
+    const quiet = now - Math.min(this.lastRecv, this.lastSend);
     const wait = Math.max(0, this.heartbeatMs - quiet);
     this.hbTimer = this.timers.setTimeout(() => {
       this.hbTimer = null;
