@@ -314,3 +314,46 @@ test('history, also through room(name)', async () => {
   assert.deepEqual(page.events.map((e) => e.seq), [3, 4, 5]);
   chat.close();
 });
+
+test('miniTransport (uni shape): close before onOpen is done in onOpen; errMsg of a refused connect reaches error', async () => {
+  const { miniTransport } = await import('../dist/esm/index.js');
+  const log = [];
+  let task;
+  const uni = {
+    connectSocket(o) {
+      task = {
+        l: {}, state: 0,
+        onOpen(f) { this.l.open = f; }, onMessage(f) { this.l.message = f; }, onError(f) { this.l.error = f; }, onClose(f) { this.l.close = f; },
+        send() {},
+        close(c) { log.push('close:' + this.state); if (this.state === 1) { this.state = 3; this.l.close({ code: c.code, reason: c.reason }); } },
+      };
+      if (o.url === 'bad') Promise.resolve().then(() => o.fail({ errMsg: 'connectSocket:fail exceed max task count' }));
+      return task;
+    },
+  };
+  const t = miniTransport(uni, 'uni');
+  const ev = [];
+  const conn = t.connect('ws://x', ['tongdao.chat.v1'], { onOpen: () => ev.push('open'), onMessage: () => {}, onClose: (c) => ev.push('close:' + c), onError: (m) => ev.push('error:' + m) });
+  conn.close(1000, 'bye'); // still connecting: nothing is called on the task yet
+  assert.deepEqual(log, []);
+  task.state = 1; task.l.open({});
+  assert.deepEqual(log, ['close:1']);
+  assert.deepEqual(ev, ['close:1000']); // never reported open
+  const ev2 = [];
+  t.connect('bad', [], { onOpen: () => {}, onMessage: () => {}, onClose: (c) => ev2.push('close:' + c), onError: (m) => ev2.push(m) });
+  await flush();
+  assert.deepEqual(ev2, ['connectSocket:fail exceed max task count', 'close:1006']);
+});
+
+test('transport detection: wx, then uni, then WebSocket', async () => {
+  const { detectTransport } = await import('../dist/esm/index.js');
+  const g = globalThis;
+  const saved = { uni: g.uni, WebSocket: g.WebSocket };
+  try {
+    g.WebSocket = function () {};
+    g.uni = undefined;
+    assert.equal(detectTransport().name, 'websocket');
+    g.uni = { connectSocket() {} };
+    assert.equal(detectTransport().name, 'uni');
+  } finally { g.uni = saved.uni; g.WebSocket = saved.WebSocket; }
+});
