@@ -39,6 +39,8 @@ export interface ChatOptions {
   checkMs?: number;
   connectTimeoutMs?: number;
   backoff?: BackoffOptions;
+  /** Sends of one room in flight at once (default 1: strict order even when the server refuses one). */
+  sendWindow?: number;
   /** App show/hide and network hooks; default: wx.onAppShow/onAppHide/onNetworkStatusChange when wx exists. false: none. */
   lifecycle?: Lifecycle | false;
   timers?: Timers;
@@ -190,6 +192,7 @@ export class ChatClient {
   private readonly baseMs: number;
   private readonly maxMs: number;
   private readonly stableMs: number;
+  private readonly sendWindow: number;
 
   private _state: ChatState = 'idle';
   private listeners: { [K in keyof ChatEvents]?: Array<(e: ChatEvents[K]) => void> } = {};
@@ -243,6 +246,7 @@ export class ChatClient {
     this.baseMs = b.baseMs !== undefined ? b.baseMs : 500;
     this.maxMs = b.maxMs !== undefined ? b.maxMs : 30000;
     this.stableMs = b.stableMs !== undefined ? b.stableMs : 10000;
+    this.sendWindow = Math.max(1, options.sendWindow || 1);
     if (typeof options.token === 'string') { this.tokenValue = options.token; this.tokenStale = false; }
     this.load();
     const lc = options.lifecycle === false ? null : options.lifecycle || (mini ? miniLifecycle(mini) : defaultLifecycle());
@@ -700,10 +704,14 @@ export class ChatClient {
     for (const room of this.joined) {
       if (!this.ready.has(room) && !this.joinSent(room)) this.sendJoin(room);
     }
-    const stalled = new Set<string>();
+    // Per room at most sendWindow sends in flight (1 by default: a refused one — rate_limited,
+    // unavailable — is retried before any later one of its room is sent, so order holds).
+    const busy: Record<string, number> = {};
     for (const it of this.outbox) {
-      if (this.inflight.has(it.cid)) continue;
-      if (!this.ready.has(it.room) || stalled.has(it.room)) { stalled.add(it.room); continue; }
+      const n = busy[it.room] || 0;
+      if (this.inflight.has(it.cid)) { busy[it.room] = n + 1; continue; }
+      if (!this.ready.has(it.room) || n >= this.sendWindow) { busy[it.room] = Infinity; continue; }
+      busy[it.room] = n + 1;
       const id = this.nextId++;
       const msg: Json = { op: 'send', id, room: it.room, cid: it.cid, body: it.body };
       if (it.excludeSelf) msg.excludeSelf = true;
@@ -749,6 +757,7 @@ export class ChatClient {
       delete this.sendWaiters[cid];
       this.emit('sent', { room: r.room, cid, seq: r.seq, ts: r.ts, duplicate: r.duplicate, body: it.body });
       if (w) w.resolve(r);
+      this.flush();
       return;
     }
     const code = String(m.code);
@@ -765,6 +774,7 @@ export class ChatClient {
     const w = this.sendWaiters[cid];
     delete this.sendWaiters[cid];
     if (w) w.reject(err);
+    this.flush();
   }
 
   private rejectRoomSends(room: string, err: ChatError): void {

@@ -48,8 +48,9 @@ test('outbox: persisted synchronously, sent in order, resent with the same cid a
   await timers.advance(60000); // backoff, reconnect
   const results = await Promise.all(ps);
   const sends = s.requests('send');
-  assert.deepEqual(sends.map((x) => x.cid), ['cid-1', 'cid-2', 'cid-3', 'cid-1', 'cid-2', 'cid-3']);
-  assert.deepEqual(results.map((r) => [r.seq, r.duplicate]), [[1, true], [2, true], [3, true]]);
+  // one send per room in flight: cid-1 was sent (its reply lost), resent after the cut, then the others
+  assert.deepEqual(sends.map((x) => x.cid), ['cid-1', 'cid-1', 'cid-2', 'cid-3']);
+  assert.deepEqual(results.map((r) => [r.seq, r.duplicate]), [[1, true], [2, false], [3, false]]);
   assert.deepEqual(s.room('lobby').events.map((e) => e.body), ['a', 'b', 'c']); // stored once each
   assert.equal(chat.pending, 0);
   assert.deepEqual(JSON.parse(storage.getItem('tongdao-chat:alice:outbox')), []);
@@ -356,4 +357,43 @@ test('transport detection: wx, then uni, then WebSocket', async () => {
     g.uni = { connectSocket() {} };
     assert.equal(detectTransport().name, 'uni');
   } finally { g.uni = saved.uni; g.WebSocket = saved.WebSocket; }
+});
+
+test('rate_limited: retried after retryAfterMs with the same cid, and order holds', async () => {
+  const s = new FakeServer();
+  const { chat, timers } = make(s);
+  chat.connect();
+  await timers.advance(1);
+  await chat.join('r');
+  let refused = 0;
+  const orig = s.current.handle.bind(s.current);
+  s.current.handle = function (m) {
+    if (m.op === 'send' && m.cid === 'cid-1' && refused === 0) {
+      refused++;
+      return this.toClient({ op: 'reply', id: m.id, ok: false, code: 'rate_limited', message: 'too many', retryAfterMs: 180 });
+    }
+    return orig(m);
+  };
+  const ps = [chat.send('r', 'a'), chat.send('r', 'b'), chat.send('r', 'c')];
+  await timers.advance(100);
+  assert.equal(s.room('r').events.length, 0);
+  await timers.advance(100);
+  await Promise.all(ps);
+  assert.deepEqual(s.room('r').events.map((e) => e.body), ['a', 'b', 'c']);
+  assert.deepEqual(s.requests('send').map((x) => x.cid), ['cid-1', 'cid-1', 'cid-2', 'cid-3']);
+  chat.close();
+});
+
+test('sendWindow > 1 pipelines sends of a room', async () => {
+  const s = new FakeServer();
+  const { chat, timers } = make(s, { options: { sendWindow: 8 } });
+  chat.connect();
+  await timers.advance(1);
+  await chat.join('r');
+  s.current.hold = true;
+  for (let i = 0; i < 10; i++) chat.send('r', i).catch(() => {});
+  await flush();
+  assert.equal(s.requests('send').length, 8);
+  s.current.release();
+  chat.close();
 });
