@@ -7,7 +7,7 @@
 //                  [--deflate off|shared|dedicated] [--tls-cert PEM --tls-key PEM]...
 //                  [--tls-port N] [N]
 //
-//   --deflate   permessage-deflate on /echo, /small and /headers (default off)
+//   --deflate   permessage-deflate on /echo, /small, /headers and /pubsub (default off)
 //   --tls-cert, --tls-key   a certificate and its key, repeatable (the first is the default,
 //               the others are picked by SNI); with them a second listener serves wss://
 //               on --tls-port (default 0: a free port)
@@ -17,6 +17,8 @@
 //   /small   echo with messages up to 1024 bytes (bigger ones close with 1009)
 //   /headers first sends one text message with the upgrade request's header fields, one
 //            "name: value" per line, as received; then echoes like /echo
+//   /pubsub  subscribed to the topic "all" when open; each message is published to "all"
+//            (every other subscriber, on every loop) and answered with "published"
 //   /close   the first message "CODE REASON" makes the server end(CODE, REASON)
 //   /reject  the upgrade is refused with 403 "forbidden"
 //   /abort   the first message makes the server drop the TCP connection (no close frame)
@@ -182,6 +184,16 @@ int main(int argc, char** argv) {
             ws.send(ws.getUserData<RequestHeaders>()->text, tongdao::MessageKind::text);
         },
         .message = echo,
+    });
+
+    server.ws("/pubsub", {
+        .maxPayloadLength = 16 * 1024 * 1024,
+        .compression = deflate,
+        .open = [](tongdao::WebSocket& ws) { ws.subscribe("all"); },
+        .message = [](tongdao::WebSocket& ws, std::string_view msg, tongdao::MessageKind kind) {
+            ws.publish("all", msg, kind);
+            ws.send("published", tongdao::MessageKind::text);
+        },
     });
 
     server.ws<Once>("/close", {

@@ -172,6 +172,39 @@ async function main() {
         }
       });
 
+      await checks.run(`[${mode}] pub/sub to subscribers of every window`, async () => {
+        // Widest first: a frame made for the first subscriber on a loop must not reach the
+        // narrower ones after it. Plus one without deflate; the publisher asks for 11 bits.
+        const purl = `ws://127.0.0.1:${server.port}/pubsub`;
+        const subs = [];
+        try {
+          for (let bits = 15; bits >= 9; bits--) {
+            for (let i = 0; i < 2; i++) {
+              const c = await new Client(purl, { serverMaxWindowBits: bits, clientMaxWindowBits: true, threshold: 0 }).open();
+              ic.expect(c.agreed.includes(`server_max_window_bits=${bits}`), `101 says '${c.agreed}'`);
+              subs.push([bits, c]);
+            }
+          }
+          subs.push([null, await new Client(purl, false).open()]);
+          const publisher = await new Client(purl, { serverMaxWindowBits: 11, threshold: 0 }).open();
+          subs.push(['publisher', publisher]);
+          await sleep(300); // every open handler (the subscribe) has run
+          for (const m of [bigJson, far, crypto.randomBytes(5000)]) {
+            const binary = Buffer.isBuffer(m);
+            await publisher.send(m, { binary, compress: true });
+            ic.expectEq((await publisher.recv()).data.toString(), 'published', "publisher's answer");
+            for (const [bits, c] of subs) {
+              if (c === publisher) continue;
+              const got = await c.recv();
+              ic.expect(got.data.equals(binary ? m : Buffer.from(m)), `subscriber with window ${bits}: ${m.length} units differ`);
+            }
+          }
+          return `${subs.length - 1} subscribers, 3 messages each`;
+        } finally {
+          for (const [, c] of subs) await c.close();
+        }
+      }, 60000);
+
       await checks.run(`[${mode}] server exits 0 on SIGTERM`, async () => {
         ic.expect(server.alive(), 'server died during the run');
         ic.expectEq(await server.stop(), 0, 'exit status after SIGTERM');

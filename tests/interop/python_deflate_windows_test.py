@@ -164,6 +164,44 @@ def main():
                         await ws.close()
 
                 checks.run(f"[{mode}] server_max_window_bits=8 alone: declined, uncompressed", run, eight_alone())
+                async def pubsub(mode=mode, server=server):
+                    # Subscribers of every window (two each), the default window and none: a
+                    # message published once reaches each, compressed within its own window
+                    # (shared mode: once per loop and window size).
+                    purl = f"ws://127.0.0.1:{server.port}/pubsub"
+
+                    async def sub(*factories):
+                        # No factories: no header at all (an empty list would send an empty one).
+                        return await websockets.connect(purl, extensions=list(factories) or None, compression=None,
+                                                        max_size=MAX_SIZE, open_timeout=TIMEOUT, close_timeout=TIMEOUT)
+
+                    subs = []
+                    try:
+                        # Widest first: a frame made for the first subscriber on a loop must not
+                        # reach the narrower ones after it.
+                        for bits in range(15, 8, -1):
+                            for _ in range(2):
+                                ws = await sub(ClientPerMessageDeflateFactory(server_max_window_bits=bits,
+                                                                              client_max_window_bits=True))
+                                subs.append((bits, ws))
+                                ic.expect_eq(ws.extensions[0].remote_max_window_bits, bits, "agreed window")
+                        subs.append((15, await sub(ClientPerMessageDeflateFactory(client_max_window_bits=True))))
+                        subs.append((None, await sub()))
+                        publisher = await sub(ClientPerMessageDeflateFactory(server_max_window_bits=11))
+                        await asyncio.sleep(0.3)  # every open handler (the subscribe) has run
+                        for m in (big_json, far, far.decode(), os.urandom(5000) + far):
+                            await publisher.send(m)
+                            ic.expect_eq(await publisher.recv(), "published", "publisher's answer")
+                            for bits, ws in subs:
+                                got = await ws.recv()
+                                ic.expect(got == m, f"subscriber with window {bits}: a {len(m)}-unit message differs")
+                        await publisher.close()
+                        return f"{len(subs)} subscribers, 4 messages each"
+                    finally:
+                        for _, ws in subs:
+                            await ws.close()
+
+                checks.run(f"[{mode}] pub/sub to subscribers of every window", run, pubsub())
                 checks.run(f"[{mode}] server exits 0 on SIGTERM", lambda server=server: ic.expect_eq(
                     (server.alive(), server.stop()), (True, 0), "(alive, exit status)"))
 

@@ -282,7 +282,9 @@ void publishToEveryWindowSize(Compression mode) {
 
     std::vector<std::unique_ptr<WsClient>> clients;
     std::vector<int> windows;
-    for (int bits = 9; bits <= 15; ++bits) {
+    // Widest first: a frame made for the first subscriber on a loop must not reach the
+    // narrower ones after it.
+    for (int bits = 15; bits >= 9; --bits) {
         for (int twice = 0; twice < 2; ++twice) {
             ClientOptions o;
             o.extension = std::make_shared<WindowCheckingFactory>(bits);

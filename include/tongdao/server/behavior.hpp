@@ -33,8 +33,9 @@ struct PendingUpgrade;
 /** permessage-deflate (RFC 7692) for an endpoint. */
 enum class Compression : std::uint8_t {
     off,       ///< never negotiated
-    shared,    ///< one compressor and decompressor per thread, messages compressed on their own:
-               ///< a few bytes per connection; published messages compressed once per thread
+    shared,    ///< one decompressor and a compressor per window size in use per thread, messages
+               ///< compressed on their own: a few bytes per connection; published messages
+               ///< compressed once per thread and window size
     dedicated, ///< a compressor and decompressor per connection, keeping context: the best
                ///< ratio, some 300 KiB per busy connection at the default window
 };
