@@ -39,6 +39,9 @@ export interface ChatOptions {
   checkMs?: number;
   connectTimeoutMs?: number;
   backoff?: BackoffOptions;
+  /** Positions are written to storage at most this often (ms; 0: at every event). The outbox
+   * is always written synchronously. Flushed on app hide and close(). Default 250. */
+  persistMs?: number;
   /** Sends of one room in flight at once (default 1: strict order even when the server refuses one). */
   sendWindow?: number;
   /** App show/hide and network hooks; default: wx.onAppShow/onAppHide/onNetworkStatusChange when wx exists. false: none. */
@@ -193,6 +196,8 @@ export class ChatClient {
   private readonly maxMs: number;
   private readonly stableMs: number;
   private readonly sendWindow: number;
+  private readonly persistMs: number;
+  private persistTimer: unknown = null;
 
   private _state: ChatState = 'idle';
   private listeners: { [K in keyof ChatEvents]?: Array<(e: ChatEvents[K]) => void> } = {};
@@ -247,11 +252,13 @@ export class ChatClient {
     this.maxMs = b.maxMs !== undefined ? b.maxMs : 30000;
     this.stableMs = b.stableMs !== undefined ? b.stableMs : 10000;
     this.sendWindow = Math.max(1, options.sendWindow || 1);
+    this.persistMs = options.persistMs !== undefined ? options.persistMs : 250;
     if (typeof options.token === 'string') { this.tokenValue = options.token; this.tokenStale = false; }
     this.load();
     const lc = options.lifecycle === false ? null : options.lifecycle || (mini ? miniLifecycle(mini) : defaultLifecycle());
     if (lc) {
       if (lc.onShow) lc.onShow(() => this.check());
+      if (lc.onHide) lc.onHide(() => { if (this.persistTimer !== null) this.saveState(); });
       if (lc.onNetworkChange) lc.onNetworkChange((online) => { if (online) this.check(); });
     }
   }
@@ -305,7 +312,14 @@ export class ChatClient {
     for (const it of this.outbox) if (this.joined.indexOf(it.room) < 0) this.joined.push(it.room);
   }
 
+  /** Positions move at every event: written at most every persistMs. */
+  private savePositions(): void {
+    if (this.persistMs <= 0) return this.saveState();
+    if (this.persistTimer === null) this.persistTimer = this.timers.setTimeout(() => { this.persistTimer = null; this.saveState(); }, this.persistMs);
+  }
+
   private saveState(): void {
+    this.persistTimer = this.clear(this.persistTimer);
     try {
       this.storage.setItem(this.key, JSON.stringify({ v: 1, positions: this.positions, joined: this.joined }));
     } catch (e) {
@@ -667,7 +681,7 @@ export class ChatClient {
       }
       if (p) p.seq = seq;
       else this.positions[room] = { seq };
-      this.saveState();
+      this.savePositions();
       this.emit(op, m as unknown as StoredEvent);
       return;
     }
@@ -677,7 +691,7 @@ export class ChatClient {
         p.seq = 0;
         p.epoch = m.epoch as string;
       } else if (typeof m.to === 'number' && m.to > p.seq) p.seq = m.to;
-      this.saveState();
+      this.savePositions();
       this.emit('gap', m as unknown as GapEvent);
       return;
     }
@@ -915,6 +929,7 @@ export class ChatClient {
   /** Close the socket for good. The outbox stays in storage: a later client over the same
    * storage sends it (its results come as `sent` events). Pending promises are rejected. */
   close(): void {
+    if (this.persistTimer !== null) this.saveState();
     this.wantOpen = false;
     this.reconnectTimer = this.clear(this.reconnectTimer);
     this.flushTimer = this.clear(this.flushTimer);

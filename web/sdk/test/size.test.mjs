@@ -16,6 +16,7 @@ test('minified size', { skip: !esbuild && 'no esbuild' }, () => {
     const code = r.outputFiles[0].contents;
     const gz = zlib.gzipSync(code, { level: 9 }).length;
     console.log(`# ${format}: ${code.length} bytes minified, ${gz} gzipped`);
-    assert.ok(code.length <= 22 * 1024, `${format} minified ${code.length} bytes`);
+    const budget = format === "esm" ? 20 * 1024 : 22 * 1024; // target 20 KB; the CJS build pays ~1 KB of CommonJS glue
+    assert.ok(code.length <= budget, `${format} minified ${code.length} bytes > ${budget}`);
   }
 });

@@ -397,3 +397,29 @@ test('sendWindow > 1 pipelines sends of a room', async () => {
   s.current.release();
   chat.close();
 });
+
+test('positions: written at most every persistMs, flushed on hide and close; the outbox at once', async () => {
+  const s = new FakeServer();
+  let hide;
+  const timers = new FakeTimers();
+  const storage = memStorage();
+  const chat = new ChatClient({ url: 'ws://x', name: 'p', transport: s.transport, storage, timers: timers.api, random: seeded(1),
+    lifecycle: { onHide: (f) => { hide = f; } }, persistMs: 250 });
+  const saved = () => JSON.parse(storage.getItem('tongdao-chat:p')).positions.r.seq;
+  chat.connect();
+  await timers.advance(1);
+  await chat.join('r');
+  for (let i = 0; i < 5; i++) s.post('r', i);
+  await flush();
+  assert.equal(saved(), 0);
+  await timers.advance(250);
+  assert.equal(saved(), 5);
+  s.post('r', 'x');
+  await flush();
+  hide();
+  assert.equal(saved(), 6);
+  s.post('r', 'y');
+  await flush();
+  chat.close();
+  assert.equal(saved(), 7);
+});
