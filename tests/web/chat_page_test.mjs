@@ -219,6 +219,18 @@ async function step(name, fn, ms = 60000) {
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tongdao-web-'));
 let server = null, proxy = null, browser = null;
+
+// Whatever happens (a hang past every bound, ctest's SIGTERM), the server and Chromium go.
+function emergencyStop(why) {
+  console.log(`FAIL ${why}: stopping tongdao-server and Chromium`);
+  if (server) { try { process.kill(server.pid, 'SIGKILL'); } catch { /* gone */ } }
+  const proc = browser && browser.process && browser.process();
+  if (proc && proc.pid) { try { process.kill(proc.pid, 'SIGKILL'); } catch { /* gone */ } }
+  fs.rmSync(dataDir, { recursive: true, force: true });
+  process.exit(1);
+}
+const watchdog = setTimeout(() => emergencyStop('the whole test took over 240 s'), 240000);
+for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => emergencyStop(`got ${sig}`));
 const pageErrors = [];
 let status = 1;
 try {
@@ -287,6 +299,8 @@ try {
     proxy.cut();
     await banner(alice).filter({ hasNotText: /^Connected/ }).waitFor({ timeout: 15000 });
     fs.mkdirSync(artifacts, { recursive: true });
+    await say(alice, 'sent while cut off'); // into the SDK's outbox
+    await item(alice, 'sent while cut off').getByText('Sending…').waitFor({ timeout: 5000 });
     const file = path.join(artifacts, 'chat-page-offline.png');
     await alice.screenshot({ path: file });
     return `banner: ${await banner(alice).textContent()}; ${file}`;
@@ -313,19 +327,32 @@ try {
     await sleep(500); // nothing more may come
     sameList(bursts(await texts(alice)), want50, "alice's page");
     const all = await texts(alice);
-    sameList(all.filter((t) => !/^burst/.test(t)), ['hello from bob', 'hi bob'], 'the earlier messages');
+    sameList(all.filter((t) => !/^burst/.test(t)), ['hello from bob', 'hi bob', 'sent while cut off'], 'the other messages');
+    // The outbox went once the connection was back: stored once, after bob's 50.
+    await item(alice, 'sent while cut off').getByText(/^(Sent|Read by .*)$/).waitFor({ timeout: 15000 });
+    await until(async () => (await texts(bob)).includes('sent while cut off'), 15000, 'bob gets what alice sent while cut off');
+    await sleep(300);
+    sameList((await texts(bob)).slice(-2), ['burst 50', 'sent while cut off'], "the end of bob's page");
+    const times = (await texts(bob)).filter((t) => t === 'sent while cut off').length;
+    if (times !== 1) throw new Error(`bob shows it ${times} times`);
   }, 120000);
 
   await step('a reload keeps the history; scroll-back reaches the start', async () => {
     await alice.reload({ timeout: 30000 });
     await banner(alice).filter({ hasText: /^Connected/ }).waitFor({ timeout: 20000 });
     await alice.getByRole('heading', { name: '# lobby' }).waitFor({ timeout: 20000 });
-    await until(async () => bursts(await texts(alice)).length === 50, 20000, 'alice shows 50 after the reload');
-    sameList(bursts(await texts(alice)), want50, 'after the reload');
+    // The latest page of history (50 events), in order: the end of the room.
+    const room = ['hello from bob', 'hi bob', ...want50, 'sent while cut off'];
+    await until(async () => (await texts(alice)).length >= 50, 20000, 'alice shows 50 after the reload');
+    const shown = await texts(alice);
+    sameList(shown, room.slice(-shown.length), 'after the reload');
+    // The keyboard's way: focus the button and press Enter. Focusing scrolls it into view, and
+    // the page loads older messages when the log is scrolled to its top: either does it.
     const older = alice.getByRole('button', { name: 'Load older messages' });
-    await older.click({ timeout: 10000 });
+    await older.waitFor({ timeout: 10000 });
+    await older.press('Enter', { timeout: 5000 }).catch(() => undefined);
     await item(alice, 'hello from bob').waitFor({ timeout: 15000 });
-    sameList(await texts(alice), ['hello from bob', 'hi bob', ...want50], 'the whole room');
+    sameList(await texts(alice), room, 'the whole room');
   });
 
   await step('scrolled up, a new message is announced by a button that scrolls to it', async () => {
@@ -358,6 +385,9 @@ try {
     await phone.screenshot({ path: login });
     await signIn(phone, direct, 'carol');
     await item(phone, 'burst 50').waitFor({ timeout: 15000 });
+    const long = `https://example.com/${'a'.repeat(300)}`; // one word wider than any phone
+    await say(bob, long);
+    await item(phone, long).waitFor({ timeout: 15000 });
     const m = await phone.evaluate(() => ({
       scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth, inner: window.innerWidth,
     }));
@@ -379,7 +409,7 @@ try {
     await banner(page).filter({ hasText: /^Connected/ }).waitFor({ timeout: 20000 });
     await page.getByText('Signed in as Dave').waitFor({ timeout: 10000 });
     await say(page, 'dave with a token');
-    await item(page, 'dave with a token').getByText('Sent').waitFor({ timeout: 15000 });
+    await item(page, 'dave with a token').getByText(/^(Sent|Read by .*)$/).waitFor({ timeout: 15000 }); // bob may read it first
     await item(bob, 'dave with a token').getByText('Dave', { exact: true }).waitFor({ timeout: 15000 });
     await page.context().close();
     const bad = await open('mallory', { width: 1024, height: 700 });
@@ -424,5 +454,6 @@ try {
   }
   fs.rmSync(dataDir, { recursive: true, force: true });
 }
+clearTimeout(watchdog);
 console.log(`chat page: ${results.filter((r) => r[0] === 'PASS').length} passed, ${results.filter((r) => r[0] === 'FAIL').length} failed`);
 process.exit(status);

@@ -518,7 +518,9 @@ async function activate(r: Room): Promise<void> {
 
 function updateOlder(r: Room): void {
   if (r !== active) return;
+  const hadFocus = document.activeElement === el.older;
   el.older.hidden = !r.more;
+  if (hadFocus && el.older.hidden) el.log.focus(); // not lost to the body
   el.logStart.hidden = !r.loaded || r.more || r.bySeq.size === 0;
 }
 
