@@ -133,6 +133,8 @@ interface Pending {
 
 const RETRYABLE = { rate_limited: 1, unavailable: 1, not_joined: 1, internal: 1 } as Record<string, number>;
 
+const retryAfter = (m: Json): number => (typeof m.retryAfterMs === 'number' ? (m.retryAfterMs as number) : 1000);
+
 function defaultTimers(): Timers {
   const g = globalObject();
   return {
@@ -591,7 +593,7 @@ export class ChatClient {
         else if (RETRYABLE[m.code as string] && p.resend && m.code !== 'internal') {
           p.sent = false;
           this.requests.set(p.id, p);
-          this.retryLater(typeof m.retryAfterMs === 'number' ? (m.retryAfterMs as number) : 1000);
+          this.retryLater(retryAfter(m));
         } else p.w.reject(new ChatError(String(m.code), String(m.message)));
     }
   }
@@ -631,7 +633,7 @@ export class ChatClient {
     if (!m.ok) {
       const code = String(m.code);
       if (code === 'unavailable') {
-        this.retryLater(typeof m.retryAfterMs === 'number' ? (m.retryAfterMs as number) : 1000);
+        this.retryLater(retryAfter(m));
         return;
       }
       delete this.joinWaiters[room];
@@ -778,7 +780,7 @@ export class ChatClient {
     if (RETRYABLE[code]) {
       if (code === 'not_joined') this.ready.delete(it.room);
       // Everything of this room sent after it is resent after the pause (dedupe keeps it once).
-      this.retryLater(typeof m.retryAfterMs === 'number' ? (m.retryAfterMs as number) : 1000);
+      this.retryLater(retryAfter(m));
       return;
     }
     this.outbox.splice(i, 1);

@@ -9,6 +9,10 @@ import http from 'node:http';
 const here = path.dirname(new URL(import.meta.url).pathname);
 const root = path.resolve(here, '../../..');
 
+// Servers still running when the test process exits (a failed assertion, a timeout) are killed.
+const live = new Set();
+process.on('exit', () => { for (const p of live) { try { p.kill('SIGKILL'); } catch (e) { /* gone */ } } });
+
 export function serverBinary() {
   const cands = [process.env.TONGDAO_SERVER, path.join(root, 'build/asan/bin/tongdao-server'), path.join(root, 'build/release/bin/tongdao-server')];
   for (const c of cands) if (c && fs.existsSync(c)) return c;
@@ -40,6 +44,8 @@ export async function startServer({ port, dataDir, extra = [] } = {}) {
     '--rate-limit', '1000', '--rate-burst', '1000', ...extra];
   const env = Object.assign({}, process.env, { ASAN_OPTIONS: process.env.ASAN_OPTIONS || 'detect_leaks=0' });
   const proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; if (stderr.length > 20000) stderr = stderr.slice(-10000); });
   const deadline = Date.now() + 20000;
