@@ -408,6 +408,7 @@ try {
     await page.getByRole('button', { name: 'Connect' }).click();
     await banner(page).filter({ hasText: /^Connected/ }).waitFor({ timeout: 20000 });
     await page.getByText('Signed in as Dave').waitFor({ timeout: 10000 });
+    await page.getByRole('heading', { name: '# lobby' }).waitFor({ timeout: 20000 });
     await say(page, 'dave with a token');
     await item(page, 'dave with a token').getByText(/^(Sent|Read by .*)$/).waitFor({ timeout: 15000 }); // bob may read it first
     await item(bob, 'dave with a token').getByText('Dave', { exact: true }).waitFor({ timeout: 15000 });

@@ -37,6 +37,8 @@ interface Room {
   byCid: Map<string, Msg>;
   list: HTMLOListElement;
   unread: number;
+  /** The seq up to which `unread` is accounted for: a reply's count at its seq, then each later event. */
+  countedTo: number;
   readSeq: number;
   lastSeq: number;
   more: boolean;
@@ -97,7 +99,7 @@ function room(name: string): Room {
     r = {
       name, bySeq: new Map(), byCid: new Map(),
       list: h('ol', { class: 'messages', 'aria-label': `Messages in ${name}` }),
-      unread: 0, readSeq: 0, lastSeq: 0, more: false, loaded: false, loading: false,
+      unread: 0, countedTo: 0, readSeq: 0, lastSeq: 0, more: false, loaded: false, loading: false,
       marks: new Map(), typing: new Map(), online: new Map(),
     };
     rooms.set(name, r);
@@ -315,7 +317,9 @@ function onEvent(ev: ChatEvent): void {
       const r = room(ev.room);
       if (ev.seq > r.lastSeq) r.lastSeq = ev.seq;
       const added = addMessage(r, ev);
-      if (added && ev.user !== me && ev.seq > r.readSeq) {
+      const uncounted = ev.seq > r.countedTo;
+      if (uncounted) r.countedTo = ev.seq;
+      if (added && uncounted && ev.user !== me && ev.seq > r.readSeq) {
         if (r === active && !nearBottom()) el.jump.hidden = false;
         if (r === active && canSeeBottom()) scheduleRead();
         else {
@@ -430,6 +434,7 @@ function markRead(): void {
       chat.read(r.name, seq).catch(() => { /* the next one carries it */ });
     }
     r.unread = 0;
+    r.countedTo = Math.max(r.countedTo, seq);
     renderRooms();
   }
 }
@@ -464,6 +469,13 @@ async function loadPresence(r: Room): Promise<void> {
 
 // --- rooms --------------------------------------------------------------------------------------
 
+/** The server's count of unread messages at `seq` (a join or rooms reply), unless newer is known. */
+function setUnread(r: Room, unread: number, seq: number): void {
+  if (seq < r.countedTo) return;
+  r.unread = unread;
+  r.countedTo = seq;
+}
+
 function renderRooms(): void {
   const names = [...rooms.keys()].sort();
   replaceChildren(el.roomList, ...names.map((name) => {
@@ -486,9 +498,9 @@ async function joinRoom(name: string, focus: boolean): Promise<void> {
   const r = room(name);
   try {
     const rep = await chat.join(name);
-    if (typeof rep.readSeq === 'number') r.readSeq = Math.max(r.readSeq, rep.readSeq);
-    if (typeof rep.seq === 'number') r.lastSeq = Math.max(r.lastSeq, rep.seq);
-    if (typeof rep.unread === 'number' && r !== active) r.unread = rep.unread;
+    r.readSeq = Math.max(r.readSeq, rep.readSeq);
+    r.lastSeq = Math.max(r.lastSeq, rep.seq);
+    if (r !== active) setUnread(r, rep.unread, rep.seq);
     renderRooms();
   } catch (e) {
     notify(`Could not join ${name}: ${errText(e)}`);
@@ -498,8 +510,16 @@ async function joinRoom(name: string, focus: boolean): Promise<void> {
   else void loadPresence(r);
 }
 
+/** Composing needs a room: until one is open, the box and its button are disabled. */
+function setComposable(on: boolean): void {
+  el.message.disabled = !on;
+  const send = el.compose.querySelector<HTMLButtonElement>('button[type="submit"]');
+  if (send) send.disabled = !on;
+}
+
 async function activate(r: Room): Promise<void> {
   active = r;
+  setComposable(true);
   localStorage.setItem(ROOM_KEY, r.name);
   el.roomTitle.textContent = `# ${r.name}`;
   replaceChildren(el.logLists, r.list);
@@ -654,8 +674,8 @@ async function start(id: Identity): Promise<void> {
   } catch { /* start with the default room */ }
   for (const x of mine) {
     const r = room(x.room);
-    r.unread = x.unread;
-    r.readSeq = x.readSeq;
+    setUnread(r, x.unread, x.seq);
+    r.readSeq = Math.max(r.readSeq, x.readSeq);
     r.lastSeq = Math.max(r.lastSeq, x.seq);
   }
   renderRooms();
@@ -670,6 +690,7 @@ function signOut(): void {
   chat = null;
   me = '';
   active = null;
+  setComposable(false);
   rooms.clear();
   replaceChildren(el.logLists);
   renderRooms();
@@ -772,8 +793,13 @@ el.jump.addEventListener('click', () => {
 });
 
 document.addEventListener('visibilitychange', scheduleRead);
+// Leaving (or reloading): close the client, which writes its room positions at once (it batches
+// them otherwise). Back from the back-forward cache, start again.
+window.addEventListener('pagehide', () => { if (chat) chat.close(); });
+window.addEventListener('pageshow', (e) => { if (e.persisted) location.reload(); });
 window.addEventListener('focus', scheduleRead);
 
+setComposable(false);
 const saved = savedIdentity();
 if (saved) {
   el.nickname.value = saved.name;
