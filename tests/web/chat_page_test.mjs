@@ -346,6 +346,8 @@ try {
     await until(async () => (await texts(alice)).length >= 50, 20000, 'alice shows 50 after the reload');
     const shown = await texts(alice);
     sameList(shown, room.slice(-shown.length), 'after the reload');
+    // The other room's count comes back as it was (the server's, not counted twice).
+    await alice.getByRole('button', { name: 'random (1 unread)' }).waitFor({ timeout: 10000 });
     // The keyboard's way: focus the button and press Enter. Focusing scrolls it into view, and
     // the page loads older messages when the log is scrolled to its top: either does it.
     const older = alice.getByRole('button', { name: 'Load older messages' });
