@@ -447,7 +447,9 @@ TEST(DeflateWindows, ClientTakesEveryServerWindowAndKeepsToItsOwn) {
             ASSERT_TRUE(frames[0].rsv1);
             // Context takeover: the second message needs the first in the window; check
             // the first on its own only.
-            if (round == 0) EXPECT_EQ(inflateStrict(asBytes(frames[0].payload), bits), msg) << bits;
+            if (round == 0) {
+                EXPECT_EQ(inflateStrict(asBytes(frames[0].payload), bits), msg) << bits;
+            }
         }
     }
 }
