@@ -87,9 +87,21 @@ void Connection::begin(MutableBytes data) noexcept { rdIn_ = data; }
 
 void Connection::releaseMessage() noexcept {
     rdReleaseMessage_ = false;
-    if (opts_->pool) opts_->pool->release(std::move(rdMessage_));
-    else if (rdMessage_.capacity() > keptMessageWithoutPool) rdMessage_.release();
-    else rdMessage_.clear();
+    if (!rdMessage_) return;
+    if (opts_->pool) {
+        opts_->pool->release(std::move(*rdMessage_));
+        rdMessage_.reset();
+    } else if (rdMessage_->capacity() > keptMessageWithoutPool) {
+        rdMessage_.reset();
+    } else {
+        rdMessage_->clear();
+    }
+}
+
+ByteBuffer& Connection::messageBuffer() {
+    if (!rdMessage_) rdMessage_ = std::make_unique<ByteBuffer>();
+    if (rdMessage_->capacity() == 0 && opts_->pool) *rdMessage_ = opts_->pool->acquire();
+    return *rdMessage_;
 }
 
 bool Connection::next(Event& ev) {
@@ -258,27 +270,26 @@ Connection::Step Connection::dataChunk(Bytes chunk, bool frameDone, Event& ev) {
     const bool text = rdMessageOpcode_ == static_cast<std::uint8_t>(Opcode::text);
     Bytes whole = chunk;
     if (rdCompressed_) {
-        if (rdMessage_.capacity() == 0 && opts_->pool) rdMessage_ = opts_->pool->acquire();
-        const std::size_t before = rdMessage_.size();
-        if (auto ec = ext_->decode(chunk, last, rdMessage_, opts_->maxMessageSize)) return fail(ec, ev);
+        ByteBuffer& m = messageBuffer();
+        const std::size_t before = m.size();
+        if (auto ec = ext_->decode(chunk, last, m, opts_->maxMessageSize)) return fail(ec, ev);
         // RFC 6455 §8.1 applies to the inflated text, validated as it inflates.
-        if (text && !rdUtf8_.feed(rdMessage_.data() + before, rdMessage_.size() - before))
-            return fail(error::invalidUtf8, ev);
-        whole = rdMessage_.view();
+        if (text && !rdUtf8_.feed(m.data() + before, m.size() - before)) return fail(error::invalidUtf8, ev);
+        whole = m.view();
     } else {
         rdMessageSize_ += chunk.size();
         // RFC 6455 §8.1: fail as soon as the text cannot become valid UTF-8.
         if (text && !rdUtf8_.feed(chunk)) return fail(error::invalidUtf8, ev);
-        if (!last || !rdMessage_.empty()) {
+        if (!last || (rdMessage_ && !rdMessage_->empty())) {
             // Split across reads or fragmented: assemble (bounded by maxMessageSize above).
-            if (rdMessage_.capacity() == 0 && opts_->pool) rdMessage_ = opts_->pool->acquire();
-            rdMessage_.append(chunk);
-            whole = rdMessage_.view();
+            ByteBuffer& m = messageBuffer();
+            m.append(chunk);
+            whole = m.view();
         }
     }
     if (!last) return frameDone ? Step::next : Step::more;
     if (text && !rdUtf8_.complete()) return fail(error::invalidUtf8, ev);
-    rdReleaseMessage_ = !rdMessage_.empty();
+    rdReleaseMessage_ = rdMessage_ != nullptr; // its storage goes back to the pool after the event
     ev.type = Event::Type::message;
     ev.kind = static_cast<MessageKind>(rdMessageOpcode_);
     ev.payload = whole;

@@ -1,6 +1,7 @@
 #pragma once
 // The server's private state: endpoints, per-loop context (topics, handles, counters).
 
+#include "slab_pool.hpp"
 #include "tongdao/net/loop.hpp"
 #include "tongdao/net/socket.hpp"
 #include "tongdao/net/tls.hpp"
@@ -74,8 +75,9 @@ struct StringHash {
 
 /** Everything one loop owns. Touched only on that loop's thread, but for the counters. */
 struct LoopContext {
-    explicit LoopContext(Server::Impl& s, std::size_t index) : loop(index), server(s) {}
+    explicit LoopContext(Server::Impl& s, std::size_t index) : loop(index), server(s) { loop.setOwner(this); }
 
+    SlabPool webSockets{sizeof(WebSocket)}; ///< before the loop: it outlives the sockets the loop deletes
     net::Loop loop;
     Server::Impl& server;
     std::unique_ptr<net::Listener> listener;

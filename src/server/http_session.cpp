@@ -221,7 +221,7 @@ void HttpSession::completeUpgrade() {
     leave();
     WebSocket* ws = nullptr;
     try {
-        ws = new WebSocket(ctx_.loop, fd, std::move(init));
+        ws = new (ctx_.webSockets) WebSocket(ctx_.loop, fd, std::move(init));
     } catch (const std::exception& e) {
         log(LogLevel::error, "upgrade: %s", e.what());
         ::close(fd);

@@ -1,6 +1,7 @@
 #include "tongdao/server/websocket.hpp"
 
 #include "detail.hpp"
+#include "slab_pool.hpp"
 #include "tongdao/log.hpp"
 
 #include <algorithm>
@@ -13,7 +14,7 @@ struct WebSocket::Events : protocol::EventHandler {
     explicit Events(WebSocket& w) : ws(w) {}
 
     void onMessage(MessageKind kind, protocol::Bytes payload) {
-        auto& st = ws.ctx_->stats;
+        auto& st = ws.ctx()->stats;
         st.messagesIn.add();
         st.bytesIn.add(payload.size());
         if (ws.finished_ || ws.appFailed_ || !ws.route_->behavior.message) return;
@@ -55,20 +56,37 @@ void WebSocketHandle::end(int code, std::string reason) const {
     post([code, r = std::move(reason)](WebSocket& ws) { ws.end(code, r); });
 }
 
-WebSocketHandle WebSocket::handle() const noexcept { return {ctx_, slot_, generation_}; }
+WebSocketHandle WebSocket::handle() const noexcept {
+    // The table's generation is ours while we hold the slot; leave() bumped it once, so
+    // once finished ours is the one before (a handle made in a close handler finds nothing,
+    // even when the slot has been taken again).
+    auto* c = ctx();
+    return {c, slot_, c->slots[slot_].second - (finished_ ? 1u : 0u)};
+}
 
 // --- life -----------------------------------------------------------------------------
 
 WebSocket::WebSocket(net::Loop& loop, int fd, Init init)
-    : net::Socket(loop, fd), engine_(init.route->enginePerLoop[loop.index()], std::move(init.extension)), ctx_(init.ctx),
-      route_(init.route), userData_(init.userData), destroyUserData_(init.destroyUserData),
+    : net::Socket(loop, fd), engine_(init.route->enginePerLoop[loop.index()], std::move(init.extension)), route_(init.route), userData_(init.userData), destroyUserData_(init.destroyUserData),
       protocol_(init.protocol.empty() ? nullptr : std::make_unique<const std::string>(std::move(init.protocol))) {
-    slot_ = ctx_->addSlot(this, generation_);
-    ++ctx_->openWebSockets;
+    assert(init.ctx == ctx()); // found from the loop from now on
+    std::uint32_t generation = 0;
+    slot_ = ctx()->addSlot(this, generation);
+    ++ctx()->openWebSockets;
     route_->connections.fetch_add(1, std::memory_order_relaxed);
-    ctx_->stats.connectionsOpen.add();
-    ctx_->stats.connectionsTotal.add();
+    ctx()->stats.connectionsOpen.add();
+    ctx()->stats.connectionsTotal.add();
 }
+
+void* WebSocket::operator new(std::size_t size, detail::SlabPool& pool) {
+    assert(size <= pool.slotSize());
+    (void)size;
+    return pool.allocate();
+}
+
+void WebSocket::operator delete(void* p, detail::SlabPool&) noexcept { detail::SlabPool::release(p); }
+
+void WebSocket::operator delete(void* p) noexcept { detail::SlabPool::release(p); }
 
 WebSocket::~WebSocket() {
     // Normally finish() ran; this covers a loop torn down with connections open.
@@ -80,11 +98,11 @@ void WebSocket::leave() noexcept {
     // Undoes what the constructor did, once: topics, the handle's slot, the counts.
     if (finished_) return;
     finished_ = true;
-    while (!topics_.empty()) unsubscribe(topics_.back().first->name);
-    ctx_->freeSlot(slot_);
-    --ctx_->openWebSockets;
+    while (topics_ && !topics_->empty()) unsubscribe(topics_->back().first->name);
+    ctx()->freeSlot(slot_);
+    --ctx()->openWebSockets;
     route_->connections.fetch_sub(1, std::memory_order_relaxed);
-    ctx_->stats.connectionsOpen.sub();
+    ctx()->stats.connectionsOpen.sub();
 }
 
 void WebSocket::start(protocol::MutableBytes leftover) {
@@ -116,7 +134,7 @@ void WebSocket::failByApp(const char* what) {
         route_->pattern.c_str(), what);
     appFailed_ = true;
     if (engine_.isOpen()) engine_.close(protocol::CloseCode::internalError, "internal error");
-    setTimeout(ctx_->server.options.closeTimeout);
+    setTimeout(ctx()->server.options.closeTimeout);
     markDirty();
 }
 
@@ -146,7 +164,7 @@ std::error_code WebSocket::end(int code, std::string_view reason) {
     if (code < 0 || code > 0xFFFF) return make_error_code(error::closeCodeNotSendable);
     const auto ec = engine_.close(static_cast<std::uint16_t>(code), reason);
     if (ec) return ec;
-    setTimeout(ctx_->server.options.closeTimeout); // RFC 6455 §7.1.1: do not wait forever
+    setTimeout(ctx()->server.options.closeTimeout); // RFC 6455 §7.1.1: do not wait forever
     markDirty();
     return {};
 }
@@ -171,7 +189,7 @@ void WebSocket::receive(protocol::MutableBytes data) {
     engine_.receive(data, events);
     if (finished_) return;
     if (engine_.bufferedAmount() != 0 || engine_.transportDone()) markDirty();
-    if (engine_.closeExpected() && !draining_) setTimeout(ctx_->server.options.closeTimeout);
+    if (engine_.closeExpected() && !draining_) setTimeout(ctx()->server.options.closeTimeout);
 }
 
 void WebSocket::onEof() {
@@ -212,14 +230,14 @@ SendStatus WebSocket::send(std::string_view message, MessageKind kind) {
     const auto& b = route_->behavior;
     const std::size_t backlog = engine_.bufferedAmount();
     if (backlog > b.maxBackpressure) {
-        ctx_->stats.backpressureDrops.add();
+        ctx()->stats.backpressureDrops.add();
         wantDrain_ = true;
         if (b.closeOnBackpressureLimit) end(protocol::CloseCode::policyViolation, "backpressure limit");
         return SendStatus::dropped;
     }
     if (engine_.send(kind, protocol::asBytes(message))) return SendStatus::dropped;
-    ctx_->stats.messagesOut.add();
-    ctx_->stats.bytesOut.add(message.size());
+    ctx()->stats.messagesOut.add();
+    ctx()->stats.bytesOut.add(message.size());
     const bool hadBacklog = writePending(); // the kernel refused earlier data
     queued();
     if (!hadBacklog) return SendStatus::success;
@@ -239,13 +257,13 @@ bool WebSocket::sendFramed(protocol::Bytes frame) {
     if (finished_ || !engine_.isOpen()) return false;
     const auto& b = route_->behavior;
     if (engine_.bufferedAmount() > b.maxBackpressure) {
-        ctx_->stats.backpressureDrops.add();
+        ctx()->stats.backpressureDrops.add();
         wantDrain_ = true;
         if (b.closeOnBackpressureLimit) end(protocol::CloseCode::policyViolation, "backpressure limit");
         return false;
     }
     if (engine_.sendFramed(frame)) return false;
-    ctx_->stats.messagesOut.add();
+    ctx()->stats.messagesOut.add();
     queued();
     return true;
 }
@@ -258,7 +276,7 @@ void WebSocket::onFlush() {
     // runs in a turn of its own, so a drain handler that sends cannot loop within this one.
     if (wantDrain_ && !finished_ && engine_.bufferedAmount() < before && route_->behavior.drain) {
         wantDrain_ = false;
-        ctx_->loop.post([h = handle()] {
+        ctx()->loop.post([h = handle()] {
             h.post([](WebSocket& ws) {
                 if (ws.route_->behavior.drain && !ws.appFailed_) ws.guarded([&] { ws.route_->behavior.drain(ws); });
             });
@@ -283,7 +301,7 @@ void WebSocket::flush() {
         // client's, so our close frame is not lost to a reset.
         draining_ = true;
         shutdownWrite();
-        setTimeout(ctx_->server.options.closeTimeout);
+        setTimeout(ctx()->server.options.closeTimeout);
     }
 }
 
@@ -300,47 +318,54 @@ void WebSocket::onWritable() {
 
 bool WebSocket::subscribe(std::string_view name) {
     if (finished_ || isSubscribed(name)) return false;
-    detail::Topic* t = ctx_->topic(name, true);
-    t->subscribers.emplace_back(this, static_cast<std::uint32_t>(topics_.size()));
-    topics_.emplace_back(t, static_cast<std::uint32_t>(t->subscribers.size() - 1));
+    detail::Topic* t = ctx()->topic(name, true);
+    if (!topics_) topics_ = std::make_unique<TopicList>();
+    auto& mine = *topics_;
+    t->subscribers.emplace_back(this, static_cast<std::uint32_t>(mine.size()));
+    mine.emplace_back(t, static_cast<std::uint32_t>(t->subscribers.size() - 1));
     return true;
 }
 
 bool WebSocket::unsubscribe(std::string_view name) {
-    const auto it = std::find_if(topics_.begin(), topics_.end(), [&](const auto& e) { return e.first->name == name; });
-    if (it == topics_.end()) return false;
+    if (!topics_) return false;
+    auto& list = *topics_;
+    const auto it = std::find_if(list.begin(), list.end(), [&](const auto& e) { return e.first->name == name; });
+    if (it == list.end()) return false;
     detail::Topic* t = it->first;
-    const std::uint32_t mine = static_cast<std::uint32_t>(it - topics_.begin());
+    const std::uint32_t mine = static_cast<std::uint32_t>(it - list.begin());
     // Remove us from the topic's list: swap with its last entry and fix that entry's back index.
     const std::uint32_t j = it->second;
     auto& subs = t->subscribers;
     subs[j] = subs.back();
     subs.pop_back();
-    if (j < subs.size()) subs[j].first->topics_[subs[j].second].second = j;
+    if (j < subs.size()) (*subs[j].first->topics_)[subs[j].second].second = j;
     // Remove the topic from our list the same way.
-    topics_[mine] = topics_.back();
-    topics_.pop_back();
-    if (mine < topics_.size()) topics_[mine].first->subscribers[topics_[mine].second].second = mine;
-    ctx_->dropTopicIfEmpty(t);
+    list[mine] = list.back();
+    list.pop_back();
+    if (mine < list.size()) list[mine].first->subscribers[list[mine].second].second = mine;
+    if (list.empty()) topics_.reset(); // back to 8 bytes
+    ctx()->dropTopicIfEmpty(t);
     return true;
 }
 
 bool WebSocket::isSubscribed(std::string_view name) const noexcept {
-    return std::any_of(topics_.begin(), topics_.end(), [&](const auto& e) { return e.first->name == name; });
+    return topics_ &&
+           std::any_of(topics_->begin(), topics_->end(), [&](const auto& e) { return e.first->name == name; });
 }
 
 std::vector<std::string_view> WebSocket::getTopics() const {
     std::vector<std::string_view> out;
-    for (const auto& e : topics_) out.emplace_back(e.first->name);
+    if (topics_)
+        for (const auto& e : *topics_) out.emplace_back(e.first->name);
     return out;
 }
 
 bool WebSocket::publish(std::string_view topic, std::string_view message, MessageKind kind) {
     if (finished_ || !engine_.isOpen()) return false;
-    auto& server = ctx_->server;
+    auto& server = ctx()->server;
     for (auto& other : server.loops) {
-        if (other.get() == ctx_) {
-            ctx_->publishLocal(topic, message, kind, this);
+        if (other.get() == ctx()) {
+            ctx()->publishLocal(topic, message, kind, this);
         } else {
             other->loop.post([ctx = other.get(), t = std::string(topic), m = std::string(message), kind] {
                 ctx->publishLocal(t, m, kind, nullptr);

@@ -166,6 +166,7 @@ struct HandleServer {
     Probe probe;
     std::mutex m;
     std::vector<WebSocketHandle> handles;
+    std::vector<WebSocketHandle> closeHandles; ///< made in the close handler
     EchoServer echo;
 
     HandleServer() : echo(behavior()) {}
@@ -176,7 +177,13 @@ struct HandleServer {
             handles.push_back(ws.handle());
             probe.add("open");
         };
-        b.close = [this](WebSocket&, int code, std::string_view) { probe.add("close:" + std::to_string(code)); };
+        b.close = [this](WebSocket& ws, int code, std::string_view) {
+            {
+                std::lock_guard lock(m);
+                closeHandles.push_back(ws.handle());
+            }
+            probe.add("close:" + std::to_string(code));
+        };
         return b;
     }
     WebSocketHandle handle(std::size_t i) {
@@ -249,6 +256,27 @@ TEST(WebSocketHandle, HandleToAClosedConnectionDoesNothing) {
     EXPECT_EQ(second.next(), text("fresh"));
     ASSERT_TRUE(second.sendText("still open"));
     EXPECT_EQ(second.next(), text("still open"));
+    EXPECT_FALSE(ranOnStale.load());
+
+    // A handle made in the close handler (the slot was already freed) is as stale.
+    ASSERT_TRUE(second.close(1000));
+    EXPECT_EQ(second.next(), closeEv(1000));
+    EXPECT_TRUE(second.waitEof());
+    ASSERT_TRUE(s.probe.waitForPrefix("close:", 2));
+    WsClient third(s.echo.port);
+    ASSERT_TRUE(third.handshake("/echo"));
+    const auto latest = s.handle(2);
+    WebSocketHandle madeInClose;
+    {
+        std::lock_guard lock(s.m);
+        ASSERT_EQ(s.closeHandles.size(), 2u);
+        madeInClose = s.closeHandles[1];
+    }
+    ASSERT_TRUE(madeInClose.valid());
+    madeInClose.send("stale", MessageKind::text);
+    madeInClose.post([&](WebSocket&) { ranOnStale = true; });
+    latest.send("latest", MessageKind::text);
+    EXPECT_EQ(third.next(), text("latest"));
     EXPECT_FALSE(ranOnStale.load());
 
     const WebSocketHandle none;

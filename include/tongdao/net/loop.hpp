@@ -87,6 +87,13 @@ public:
     protocol::BufferPool& bufferPool() noexcept { return pool_; }
 
     /**
+     * What the loop belongs to (the server's per-loop state), so a socket finds it from its
+     * loop instead of keeping a pointer of its own: 8 bytes less per connection.
+     */
+    void setOwner(void* owner) noexcept { owner_ = owner; }
+    void* owner() const noexcept { return owner_; }
+
+    /**
      * Marks a socket as having output to write at the end of this turn, so everything
      * queued for it in one turn leaves in one `writev` (corking).
      */
@@ -128,6 +135,7 @@ private:
     void endTurn() noexcept;
     void flushDirty() noexcept;
     void tick();
+    void trimWhenQuiet();
 
     std::unique_ptr<asio::io_context> owned_;
     asio::io_context& io_;
@@ -141,6 +149,7 @@ private:
     std::vector<Socket*> sockets_;
     std::vector<std::unique_ptr<Pollable>> doomed_;
     std::vector<std::function<void()>> tickHooks_;
+    void* owner_ = nullptr;
     std::uint32_t now_ = 0;
     int turnDepth_ = 0;
     bool armed_ = false;

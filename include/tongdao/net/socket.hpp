@@ -132,12 +132,13 @@ private:
     std::uint32_t deadline_ = 0;
     std::uint32_t trackIndex_ = 0;
     int lastErrno_ = 0;
-    bool wantWrite_ = false;
-    bool readPaused_ = false;
-    bool readDone_ = false;
-    bool connecting_ = false;
-    bool connectingTls_ = false; ///< a client-side handshake: onSecured() when done
-    bool dirty_ = false;
+    // Bits, so a derived class's small fields fit in the rest of the last word.
+    bool wantWrite_ : 1 = false;
+    bool readPaused_ : 1 = false;
+    bool readDone_ : 1 = false;
+    bool connecting_ : 1 = false;
+    bool connectingTls_ : 1 = false; ///< a client-side handshake: onSecured() when done
+    bool dirty_ : 1 = false;
 };
 
 /** Where to listen or connect: a host name or literal address and a port. */

@@ -197,6 +197,7 @@ private:
     Step dataChunk(Bytes chunk, bool frameDone, Event& ev);
     Step controlDone(Bytes data, Event& ev);
     void releaseMessage() noexcept;
+    ByteBuffer& messageBuffer();
     void queueFrame(Opcode op, bool fin, std::uint8_t rsv, Bytes payload, bool priority);
     void queueClose(std::uint16_t code, std::string_view reason);
     std::error_code sendControl(Opcode op, Bytes payload);
@@ -212,9 +213,11 @@ private:
     MutableBytes rdIn_;
     std::uint64_t rdRemaining_ = 0;  ///< payload bytes of the current frame not yet seen
     std::uint64_t rdMessageSize_ = 0;
-    std::uint32_t rdMaskKey_ = 0;    ///< rotated as payload is unmasked
-    ByteBuffer rdMessage_;           ///< an assembled message (split, fragmented or inflated)
+    /// An assembled message (split, fragmented or inflated): only while there is one, so an
+    /// idle connection holds 8 bytes for it, not 24.
+    std::unique_ptr<ByteBuffer> rdMessage_;
     std::unique_ptr<std::byte[]> rdControl_; ///< a control frame split across reads (rare)
+    std::uint32_t rdMaskKey_ = 0;    ///< rotated as payload is unmasked; here, so no padding is wasted
     std::uint16_t closeCode_ = CloseCode::abnormal;
     std::uint8_t failure_ = 0;       ///< the tongdao::error we failed with, 0 if none
     std::uint8_t rdControlSize_ = 0;

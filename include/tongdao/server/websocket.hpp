@@ -20,6 +20,7 @@ namespace tongdao {
 namespace detail {
 struct LoopContext;
 struct Route;
+class SlabPool;
 struct Topic;
 } // namespace detail
 
@@ -126,6 +127,10 @@ public:
     };
     WebSocket(net::Loop& loop, int fd, Init init);
     ~WebSocket() override;
+    /** WebSockets live in their loop's slab (`new (pool) WebSocket(...)`), not on the heap. */
+    static void* operator new(std::size_t size, detail::SlabPool& pool);
+    static void operator delete(void* p, detail::SlabPool& pool) noexcept; ///< a constructor threw
+    static void operator delete(void* p) noexcept;
     /** Starts the connection: the open handler, then the bytes that came with the handshake. */
     void start(protocol::MutableBytes leftover);
     /** Queues a frame already made for this kind of connection (pub/sub fan-out). */
@@ -138,6 +143,9 @@ private:
     friend struct Events;
     friend struct detail::Topic;
 
+    using TopicList = std::vector<std::pair<detail::Topic*, std::uint32_t>>; ///< topic, our index in its list
+
+    detail::LoopContext* ctx() const noexcept { return static_cast<detail::LoopContext*>(loop().owner()); }
     void onData(protocol::MutableBytes data) override;
     void onEof() override;
     void onError(std::error_code ec) override;
@@ -159,22 +167,23 @@ private:
     template <class F>
     void guarded(F&& f);
 
-    // Kept small: an idle connection is this object and nothing else (docs/PERFORMANCE.md).
+    // Kept small: an idle connection is this object, in its loop's slab, and 24 bytes of
+    // loop tables (docs/PERFORMANCE.md). The loop's state is found from the loop (ctx()).
+    // The flags and the slot come first: they fill the padding at the end of net::Socket.
+    // The slot's generation is the loop's table's (it changes only when the slot is freed).
+    bool opened_ : 1 = false;    ///< the open handler ran
+    bool finished_ : 1 = false;  ///< the close handler ran
+    bool appFailed_ : 1 = false; ///< a handler threw: no more handler calls but close
+    bool pingSent_ : 1 = false;  ///< an automatic ping is waiting for an answer
+    bool wantDrain_ : 1 = false; ///< a send was told backpressure or dropped: drain is owed
+    bool draining_ : 1 = false;  ///< the transport is done: waiting for the peer's FIN
+    std::uint32_t slot_ = 0;     ///< in the loop's handle table
     protocol::Connection engine_;
-    detail::LoopContext* ctx_;
     detail::Route* route_;
     void* userData_ = nullptr;
     void (*destroyUserData_)(void*) = nullptr;
     std::unique_ptr<const std::string> protocol_; ///< only when one was agreed on
-    std::vector<std::pair<detail::Topic*, std::uint32_t>> topics_; ///< topic, our index in its list
-    std::uint32_t slot_ = 0;
-    std::uint32_t generation_ = 0;
-    bool opened_ = false;    ///< the open handler ran
-    bool finished_ = false;  ///< the close handler ran
-    bool appFailed_ = false; ///< a handler threw: no more handler calls but close
-    bool pingSent_ = false;  ///< an automatic ping is waiting for an answer
-    bool wantDrain_ = false; ///< a send was told backpressure or dropped: drain is owed
-    bool draining_ = false;  ///< the transport is done: waiting for the peer's FIN
+    std::unique_ptr<TopicList> topics_;           ///< allocated on the first subscribe
 };
 
 } // namespace tongdao
