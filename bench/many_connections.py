@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 HARD = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -43,6 +44,18 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def stable_rss_kib(pid):
+    """VmRSS once the same twice, half a second apart (at most 10 s)."""
+    prev = None
+    for _ in range(20):
+        cur = rss_kib(pid)
+        if cur == prev:
+            return cur
+        prev = cur
+        time.sleep(0.5)
+    return rss_kib(pid)
 
 
 def fds(pid):
@@ -81,7 +94,8 @@ def run(bin_dir, servers, total, per_loadgen):
         for _ in range(servers):
             srv.append(subprocess.Popen(
                 [os.path.join(bin_dir, "tongdao-server"), "--port", str(port), "--threads", "1",
-                 "--idle-timeout", "0", "--deflate", "off", "--log-level", "warn"],
+                 "--idle-timeout", "0", "--deflate", "off", "--log-level", "warn",
+                 "--anonymous", "--data-dir", tempfile.mkdtemp(prefix="many_connections.")],
                 preexec_fn=raise_limit, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         if not wait_port(port, time.time() + 10):
             raise RuntimeError("servers did not start")
@@ -113,7 +127,8 @@ def run(bin_dir, servers, total, per_loadgen):
         rows = []
         for p in srv:
             r0, f0 = base[p.pid]
-            r1, f1 = rss_kib(p.pid), fds(p.pid)
+            r1 = stable_rss_kib(p.pid)  # as issue 13's method (tests/interop/idle_memory_test.py)
+            f1 = fds(p.pid)
             held = f1 - f0
             rows.append({"pid": p.pid, "connections": held, "fds": f1, "rss_kib": r1,
                          "bytes_per_connection": round((r1 - r0) * 1024 / held) if held > 0 else None})

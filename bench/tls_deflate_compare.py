@@ -81,7 +81,9 @@ class Proc:
 
 def tongdao_cmd(args, deflate, tls=True):
     cmd = [args.bin_dir / "tongdao-server", "--host", "127.0.0.1", "--port", "{ws}", "--threads", "1",
-           "--deflate", deflate, "--log-level", "warn"]
+           "--deflate", deflate, "--log-level", "warn",
+           # tongdao-server is the chat server too: a way to say hello and a data directory.
+           "--anonymous", "--data-dir", tempfile.mkdtemp(prefix="tls_deflate_compare.")]
     if tls:
         cmd += ["--tls-port", "{wss}", "--tls-cert", args.cert, "--tls-key", args.key]
     return cmd
