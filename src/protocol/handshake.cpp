@@ -2,6 +2,8 @@
 
 #include "crypto.hpp"
 
+#include <openssl/evp.h>
+
 #include <array>
 #include <cstdlib>
 
@@ -20,9 +22,16 @@ void appendField(std::string& out, std::string_view name, std::string_view value
 } // namespace
 
 std::string computeAcceptKey(std::string_view key) {
-    // RFC 6455 §4.2.2: base64 of the SHA-1 of the key and the GUID.
-    const auto digest = detail::sha1(key, acceptGuid);
-    return detail::base64Encode(digest);
+    std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+    unsigned int size = 0;
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    const bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha1(), nullptr) == 1 &&
+                    EVP_DigestUpdate(ctx, key.data(), key.size()) == 1 &&
+                    EVP_DigestUpdate(ctx, acceptGuid.data(), acceptGuid.size()) == 1 &&
+                    EVP_DigestFinal_ex(ctx, digest.data(), &size) == 1;
+    EVP_MD_CTX_free(ctx);
+    if (!ok) std::abort(); // SHA-1 is always in libcrypto's default provider
+    return detail::base64Encode({digest.data(), size});
 }
 
 std::string generateKey() {

@@ -4,6 +4,7 @@
 #include "http_session.hpp"
 #include "tongdao/log.hpp"
 #include "tongdao/protocol/frame.hpp"
+#include "tongdao/protocol/handshake.hpp"
 #include "tongdao/net/tls.hpp"
 #include "tongdao/protocol/utf8.hpp"
 
@@ -254,6 +255,10 @@ void Server::reloadTls() {
 void Server::listen() {
     auto& impl = *impl_;
     if (!impl.loops.empty()) return;
+    // OpenSSL 3 loads its default provider on the first digest: some 2 MB of its pages and
+    // heap. Paid here, at start, rather than by the first client's handshake (SHA-1 of the
+    // accept key), so that what connections cost is what they cost.
+    (void)protocol::computeAcceptKey("dGhlIHNhbXBsZSBub25jZQ==");
     const unsigned n = threads();
     for (unsigned i = 0; i < n; ++i) impl.loops.push_back(std::make_unique<LoopContext>(impl, i));
     for (auto& route : impl.routes) {

@@ -251,7 +251,9 @@ TEST_F(SqliteStoreTest, AppendGivesSeqsInOrderAndStoresTheEvent) {
         EXPECT_EQ(r.event.target, 0u);
         EXPECT_GE(r.event.ts, before);
         EXPECT_LE(r.event.ts, after);
-        if (i) EXPECT_GE(r.event.ts, results[i - 1].event.ts);
+        if (i) {
+            EXPECT_GE(r.event.ts, results[i - 1].event.ts);
+        }
     }
     const auto history = readAll(*store, "lobby");
     ASSERT_EQ(history.status, StoreStatus::ok);
