@@ -39,19 +39,6 @@ bool authorized(const HttpRequest& req, const std::string& key) {
     return CRYPTO_memcmp(h.data() + bearer.size(), key.data(), key.size()) == 0;
 }
 
-/** A query parameter's value (these are digits only: no percent-decoding needed); empty if absent. */
-std::string_view queryParam(std::string_view q, std::string_view name) {
-    while (!q.empty()) {
-        const auto amp = q.find('&');
-        const auto pair = q.substr(0, amp);
-        const auto eq = pair.find('=');
-        if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-        if (amp == std::string_view::npos) break;
-        q.remove_prefix(amp + 1);
-    }
-    return {};
-}
-
 bool parseSeq(std::string_view s, std::uint64_t& out) {
     const auto r = std::from_chars(s.data(), s.data() + s.size(), out);
     return r.ec == std::errc{} && r.ptr == s.data() + s.size() && out <= (std::uint64_t{1} << 53);
@@ -151,8 +138,7 @@ void Service::Impl::addHttpApi() {
         if (!validRoomName(room)) return answer(r, errorResponse(Code::badRequest, "bad room name"));
         if (what == "/messages") {
             std::uint64_t before = 0, after = 0, limit = 50;
-            const auto qb = queryParam(req.query(), "before"), qa = queryParam(req.query(), "after"),
-                       ql = queryParam(req.query(), "limit");
+            const auto qb = req.queryParam("before"), qa = req.queryParam("after"), ql = req.queryParam("limit");
             if ((!qb.empty() && !parseSeq(qb, before)) || (!qa.empty() && !parseSeq(qa, after)) ||
                 (!ql.empty() && !parseSeq(ql, limit)) || (!qa.empty() && !qb.empty()) || limit < 1 || limit > 100)
                 return answer(r, errorResponse(Code::badRequest, "before or after: a seq; limit: 1-100"));

@@ -366,4 +366,16 @@ std::string formatResponse(int status, const HeaderFields& fields, std::string_v
     return out;
 }
 
+std::string_view queryParam(std::string_view q, std::string_view name) noexcept {
+    while (!q.empty()) {
+        const auto amp = q.find('&');
+        const auto pair = q.substr(0, amp);
+        const auto eq = pair.find('=');
+        if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+        if (amp == std::string_view::npos) break;
+        q.remove_prefix(amp + 1);
+    }
+    return {};
+}
+
 } // namespace tongdao::protocol::http

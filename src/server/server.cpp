@@ -61,16 +61,7 @@ bool UpgradeResponse::aborted() const noexcept { return pending_ && !pending_->a
 net::Loop* UpgradeResponse::loop() const noexcept { return pending_ ? pending_->loop : nullptr; }
 
 std::string_view UpgradeRequest::queryParam(std::string_view name) const noexcept {
-    auto q = query();
-    while (!q.empty()) {
-        const auto amp = q.find('&');
-        const auto pair = q.substr(0, amp);
-        const auto eq = pair.find('=');
-        if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-        if (amp == std::string_view::npos) break;
-        q.remove_prefix(amp + 1);
-    }
-    return {};
+    return protocol::http::queryParam(query(), name);
 }
 
 namespace detail {

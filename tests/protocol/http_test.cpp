@@ -548,5 +548,16 @@ TEST(HttpFormat, IsSafeFieldValue) {
     EXPECT_FALSE(http::isSafeFieldValue(std::string_view("a\0b", 3)));
 }
 
+TEST(HttpQuery, ParamsByName) {
+    EXPECT_EQ(http::queryParam("a=1&b=22&c", "b"), "22");
+    EXPECT_EQ(http::queryParam("a=1&b=22&c", "a"), "1");
+    EXPECT_EQ(http::queryParam("a=1&b=22&c", "c"), "");
+    EXPECT_EQ(http::queryParam("a=1&b=22&c", "d"), "");
+    EXPECT_EQ(http::queryParam("ab=1&a=2", "a"), "2"); // a name is matched whole
+    EXPECT_EQ(http::queryParam("a=x=y", "a"), "x=y");
+    EXPECT_EQ(http::queryParam("", "a"), "");
+    EXPECT_EQ(http::queryParam("&&a=1&", "a"), "1");
+}
+
 } // namespace
 } // namespace tongdao::test

@@ -151,4 +151,7 @@ std::string formatResponse(int status, const HeaderFields& fields, std::string_v
 /** True if a header value is safe to emit: no CR, LF or NUL (no header injection). */
 bool isSafeFieldValue(std::string_view v) noexcept;
 
+/** The value of parameter `name` in a query string ("a=1&b=2"), not percent-decoded; empty if absent. */
+std::string_view queryParam(std::string_view query, std::string_view name) noexcept;
+
 } // namespace tongdao::protocol::http

@@ -64,6 +64,10 @@ public:
     std::string_view target() const noexcept { return request_.target; }
     std::string_view path() const noexcept { return request_.path(); }
     std::string_view query() const noexcept { return request_.query(); }
+    /** The value of a query parameter (not percent-decoded), or empty. */
+    std::string_view queryParam(std::string_view name) const noexcept {
+        return protocol::http::queryParam(query(), name);
+    }
     std::string_view header(std::string_view name) const noexcept {
         return request_.headers.find(name).value_or(std::string_view{});
     }
