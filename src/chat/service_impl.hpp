@@ -228,4 +228,34 @@ struct Service::Impl {
     void addHttpApi();
 };
 
+/** A join in progress, from the request to the last event of its first page. */
+struct Service::Impl::JoinContext {
+    SessionId sid = 0;
+    std::string room;
+    std::string replyId;
+    bool hasSince = false;
+    std::uint64_t since = 0;
+    std::string epochGiven;
+    std::shared_ptr<HelloState> hello; ///< set when part of a hello
+    std::uint32_t gen = 0;             ///< the JoinedRoom's readGen when this join made it
+    // Filled in on the way.
+    bool failed = false;
+    Code code = Code::internal;
+    std::string message;
+    bool already = false;
+    std::uint64_t seq = 0;
+    std::string epoch;
+    bool gapEpoch = false;
+    std::uint64_t cursor = 0;
+    MemberInfo member;
+    ReadResult page;
+};
+
+struct Service::Impl::HelloState {
+    std::string replyId;
+    std::string head; ///< the reply up to its rooms array
+    std::vector<std::shared_ptr<JoinContext>> joins;
+    std::size_t pending = 0;
+};
+
 } // namespace tongdao::chat
