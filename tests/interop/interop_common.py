@@ -6,6 +6,7 @@ Every wait here is bounded; the server is stopped by its pid (SIGTERM, then SIGK
 
 import atexit
 import base64
+import json
 import os
 import select
 import shutil
@@ -267,6 +268,19 @@ class Relay:
 
 
 # --- raw HTTP ------------------------------------------------------------------------
+
+def json_text(n):
+    """About n bytes of repetitive JSON: chat messages that differ in a counter only."""
+    parts = []
+    size = 0
+    i = 0
+    while size < n:
+        p = json.dumps({"id": i % 1000, "room": "lobby", "user": f"u{i % 7}", "text": "hello, channel"})
+        parts.append(p)
+        size += len(p) + 1
+        i += 1
+    return ("[" + ",".join(parts) + "]")[:n - 1] + "]"
+
 
 def connect(port, host="127.0.0.1", timeout=10.0, source=None):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

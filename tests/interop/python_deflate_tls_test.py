@@ -17,7 +17,6 @@ client_probe is taken from $CLIENT_PROBE, else beside interop_server. Exit 0 all
 """
 
 import asyncio
-import json
 import os
 import shutil
 import ssl
@@ -41,19 +40,6 @@ if shutil.which("openssl") is None:
 TIMEOUT = 60.0  # every single operation; 1 MiB through zlib under ASan takes a moment
 MAX_SIZE = 64 * 1024 * 1024
 MIB = 1 << 20
-
-
-def json_text(n):
-    """About n bytes of repetitive JSON: chat messages that differ in a counter only."""
-    parts = []
-    size = 0
-    i = 0
-    while size < n:
-        p = json.dumps({"id": i % 1000, "room": "lobby", "user": f"u{i % 7}", "text": "hello, channel"})
-        parts.append(p)
-        size += len(p) + 1
-        i += 1
-    return ("[" + ",".join(parts) + "]")[:n - 1] + "]"
 
 
 def probe_path(server_binary):
@@ -124,14 +110,14 @@ def main():
                         ws = await connect()
                         try:
                             msgs = ["hello", "通道 héllo ✓ 😀" * 50, "", b"", bytes(range(256)) * 8, os.urandom(70000),
-                                    json_text(MIB), json_text(MIB).encode(), os.urandom(MIB)]
+                                    ic.json_text(MIB), ic.json_text(MIB).encode(), os.urandom(MIB)]
                             for m in msgs:
                                 await ws.send(m)
                                 got = await ws.recv()
                                 ic.expect_eq(type(got), type(m), "message type")
                                 ic.expect(got == m, f"echo of a {len(m)}-unit {type(m).__name__} message differs")
                             # Fragmented: websockets compresses the parts as one message.
-                            parts = [json_text(100000), json_text(200000), json_text(50000)]
+                            parts = [ic.json_text(100000), ic.json_text(200000), ic.json_text(50000)]
                             await ws.send(parts)
                             ic.expect_eq(await ws.recv(), "".join(parts), "fragmented compressed message")
                             await ws.close()
@@ -146,7 +132,7 @@ def main():
                     async def compressed(relay=relay, connect=connect):
                         ws = await connect()
                         try:
-                            payload = json_text(MIB)
+                            payload = ic.json_text(MIB)
                             await ws.send("warm-up")
                             await ws.recv()
                             await asyncio.sleep(0.1)

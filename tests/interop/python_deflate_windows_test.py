@@ -20,7 +20,6 @@ client_probe is taken from $CLIENT_PROBE, else beside interop_server. Exit 0 all
 """
 
 import asyncio
-import json
 import os
 import random
 import sys
@@ -40,19 +39,6 @@ except ImportError as e:
 TIMEOUT = 60.0
 MAX_SIZE = 64 * 1024 * 1024
 MIB = 1 << 20
-
-
-def json_text(n):
-    """About n bytes of repetitive JSON: chat messages that differ in a counter only."""
-    parts = []
-    size = 0
-    i = 0
-    while size < n:
-        p = json.dumps({"id": i % 1000, "room": "lobby", "user": f"u{i % 7}", "text": "hello, channel"})
-        parts.append(p)
-        size += len(p) + 1
-        i += 1
-    return ("[" + ",".join(parts) + "]")[:n - 1] + "]"
 
 
 def far_repeats(n, seed=7692):
@@ -82,7 +68,7 @@ def main():
     def run(coro, timeout=TIMEOUT):
         return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
-    big_json = json_text(MIB)
+    big_json = ic.json_text(MIB)
     far = far_repeats(256 * 1024)
 
     try:
