@@ -27,15 +27,27 @@
 //           with --go-on-stdin) sends join {room, since} on all of them at once and measures until
 //           each has received every message, checked to arrive in seq order, once each
 //
+// Several servers: --port P1,P2,… (up to 16) spreads the connections over them, the members of
+// each room round-robin (member k of room r on server (k + r) % N), so that most deliveries go
+// from a sender on one server to a receiver on another. A delivery whose sender (the "src" in
+// its body) is on another server than its receiver counts as cross-server (cross_deliveries,
+// cross_latency_us); with one port there are none.
+//
+// --drain D (fanout): after the window, traffic goes on for D more seconds while the
+// deliveries of the sends made in the window are still counted: window_owed (each window send
+// times the members of its room set up) against window_delivered tells a message lost (or
+// late by more than D) from the edge of the window. "# window end" is printed when the window
+// closes, so the driver can sample CPU there rather than after the drain.
+//
 // stdout: "# open N errors E" when every connection is set up, "# measuring" when the measured
 // window starts (the driver samples the server's CPU time there), then the results: one JSON
 // line with --json, readable lines otherwise. Diagnostics go to stderr.
 //
-//   chat_load --proto tongdao|socketio|ws --port P [--host 127.0.0.1] [--path P] [--mode fanout|closed|idle|storm]
+//   chat_load --proto tongdao|socketio|ws --port P[,P2,…] [--host 127.0.0.1] [--path P] [--mode fanout|closed|idle|storm]
 //             [--rooms 10] [--members 100 | --connections N] [--rate 1] [--body-size 100] [--window 1]
 //             [--duration 10] [--warmup 2] [--name-prefix S] [--room-prefix S] [--source-ips A,B] [--connect-batch 256]
 //             [--connect-timeout 120] [--hold-max 3600] [--behind 2000] [--fillers-per-room 0]
-//             [--go-on-stdin] [--storm-timeout 300] [--json]
+//             [--go-on-stdin] [--storm-timeout 300] [--drain 0] [--json]
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -81,13 +93,13 @@ enum class Mode : std::uint8_t { fanout, closed, idle, storm };
 
 struct Options {
     std::string host = "127.0.0.1", path, namePrefix = "u", roomPrefix;
-    std::uint16_t port = 0;
+    std::vector<std::uint16_t> ports;  // connections spread over these (the members of a room round-robin)
     Proto proto = Proto::tongdao;
     Mode mode = Mode::fanout;
     std::size_t rooms = 10, members = 100, connections = 0, bodySize = 100;
     std::size_t connectBatch = 256, behind = 2000, fillersPerRoom = 0;
     std::uint32_t window = 1;
-    double rate = 1, duration = 10, warmup = 2, connectTimeout = 120, holdMax = 3600, stormTimeout = 300;
+    double rate = 1, duration = 10, warmup = 2, connectTimeout = 120, holdMax = 3600, stormTimeout = 300, drain = 0;
     bool json = false, goOnStdin = false;
     std::vector<in_addr> sourceIps;
 };
@@ -115,7 +127,17 @@ Options parse(int argc, char** argv) {
             return argv[++i];
         };
         if (a == "--host") o.host = value();
-        else if (a == "--port") o.port = static_cast<std::uint16_t>(std::min<std::size_t>(toSize(value()), 65535));
+        else if (a == "--port") {
+            const std::string list = value();
+            o.ports.clear();
+            for (std::size_t start = 0, n = 0; n < 16 && start <= list.size(); ++n) {
+                const std::size_t comma = std::min(list.find(',', start), list.size());
+                const std::size_t port = toSize(list.substr(start, comma - start).c_str());
+                if (port == 0 || port > 65535) usage("bad --port");
+                o.ports.push_back(static_cast<std::uint16_t>(port));
+                start = comma + 1;
+            }
+        }
         else if (a == "--path") o.path = value();
         else if (a == "--proto") {
             const std::string_view p = value();
@@ -147,6 +169,7 @@ Options parse(int argc, char** argv) {
         else if (a == "--fillers-per-room") o.fillersPerRoom = toSize(value());
         else if (a == "--go-on-stdin") o.goOnStdin = true;
         else if (a == "--storm-timeout") o.stormTimeout = toDouble(value());
+        else if (a == "--drain") o.drain = toDouble(value());
         else if (a == "--json") o.json = true;
         else if (a == "--source-ips") {
             const std::string list = value();
@@ -159,7 +182,7 @@ Options parse(int argc, char** argv) {
             }
         } else usage("unknown option");
     }
-    if (o.port == 0) usage("--port is required");
+    if (o.ports.empty()) usage("--port is required");
     if (o.rooms == 0) usage("--rooms must be at least 1");
     if (o.connections == 0) o.connections = o.rooms * o.members;
     if (o.connections == 0) usage("no connections");
@@ -288,6 +311,7 @@ struct Conn {
     bool wantOut = false;
     std::uint8_t step = 0;          // protocol set-up step
     std::uint32_t room = 0, index = 0;
+    std::uint8_t node = 0;          // which of --port's servers
     std::string in;                 // bytes of a frame not complete yet (or the HTTP response)
     std::string out;                // bytes not written yet
     std::size_t outOff = 0;
@@ -319,14 +343,20 @@ double cpuSeconds() {
     return tv(ru.ru_utime) + tv(ru.ru_stime);
 }
 
-enum class Phase : std::uint8_t { connecting, filling, waitGo, warmup, measure, hold, storm, done };
+enum class Phase : std::uint8_t { connecting, filling, waitGo, warmup, measure, drain, hold, storm, done };
 
 class Load {
 public:
     explicit Load(Options o) : opt_(std::move(o)), rbuf_(std::size_t{1} << 18) {
-        if (inet_pton(AF_INET, opt_.host.c_str(), &dest_.sin_addr) != 1) usage("--host must be an IPv4 address");
-        dest_.sin_family = AF_INET;
-        dest_.sin_port = htons(opt_.port);
+        in_addr host{};
+        if (inet_pton(AF_INET, opt_.host.c_str(), &host) != 1) usage("--host must be an IPv4 address");
+        for (const std::uint16_t port : opt_.ports) {
+            sockaddr_in d{};
+            d.sin_family = AF_INET;
+            d.sin_addr = host;
+            d.sin_port = htons(port);
+            dests_.push_back(d);
+        }
         pad_.assign(opt_.bodySize, 'x');
     }
     int run();
@@ -373,7 +403,7 @@ private:
     std::vector<Conn> conns_;
     std::vector<std::uint8_t> rbuf_;
     std::string pad_, scratch_;
-    sockaddr_in dest_{};
+    std::vector<sockaddr_in> dests_;  // one per --port
     int ep_ = -1, timer_ = -1;
     Phase phase_ = Phase::connecting;
     std::size_t openFrom_ = 0, nextToOpen_ = 0, openTo_ = 0, pending_ = 0, ready_ = 0, setupTried_ = 0;
@@ -387,9 +417,11 @@ private:
     double slotNs_ = 0;
     // measured window
     std::uint64_t measureStart_ = 0, measureEnd_ = 0;
-    double cpuStart_ = 0;
+    double cpuStart_ = 0, cpuEnd_ = 0;  // cpuEnd_: at the window's end when a drain follows
     std::uint64_t mSends_ = 0, mAcks_ = 0, mDeliveries_ = 0, mRxBytes_ = 0, totalSends_ = 0, totalAcks_ = 0;
-    Histogram latency_, ackLatency_, sendLag_, catchUp_;
+    std::uint64_t mCross_ = 0, windowOwed_ = 0, windowDelivered_ = 0;  // cross-server; --drain's check
+    std::vector<std::uint32_t> roomMembers_;  // members set up per room when the traffic started
+    Histogram latency_, ackLatency_, sendLag_, catchUp_, crossLatency_;
     // storm
     std::size_t caughtUp_ = 0, fillLeft_ = 0;
     std::uint64_t stormStart_ = 0, stormEnd_ = 0, fillStart_ = 0, fillEnd_ = 0, orderErrors_ = 0, gaps_ = 0;
@@ -437,7 +469,8 @@ void Load::openNext() {
         src.sin_addr = opt_.sourceIps[i % opt_.sourceIps.size()];
         if (bind(c.fd, reinterpret_cast<const sockaddr*>(&src), sizeof src) != 0) return fail(c, "bind", errno);
     }
-    if (connect(c.fd, reinterpret_cast<const sockaddr*>(&dest_), sizeof dest_) != 0 && errno != EINPROGRESS)
+    const sockaddr_in& dest = dests_[c.node];
+    if (connect(c.fd, reinterpret_cast<const sockaddr*>(&dest), sizeof dest) != 0 && errno != EINPROGRESS)
         return fail(c, "connect", errno);
     c.wantOut = true;
     if (!watch(ep_, EPOLL_CTL_ADD, c.fd, EPOLLOUT, i)) return fail(c, "epoll_ctl", errno);
@@ -464,7 +497,7 @@ void Load::onConnected(Conn& c) {
     c.mask = randomU64() | 1;
     const std::string key = base64(nonce.data(), nonce.size());
     c.accept = acceptFor(key);
-    std::string req = "GET " + opt_.path + " HTTP/1.1\r\nHost: " + opt_.host + ":" + std::to_string(opt_.port) +
+    std::string req = "GET " + opt_.path + " HTTP/1.1\r\nHost: " + opt_.host + ":" + std::to_string(opt_.ports[c.node]) +
                       "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
                       "\r\nSec-WebSocket-Version: 13\r\n";
     if (opt_.proto == Proto::tongdao) req += "Sec-WebSocket-Protocol: tongdao.chat.v1\r\n";
@@ -818,7 +851,10 @@ void Load::sendChat(Conn& c, std::uint64_t now) {
     c.ringAt[id % kRing] = now;
     ++c.inflight;
     ++totalSends_;
-    if (measuring(now)) ++mSends_;
+    if (measuring(now)) {
+        ++mSends_;
+        if (c.room < roomMembers_.size()) windowOwed_ += roomMembers_[c.room];
+    }
     sendText(c, scratch_);
 }
 
@@ -874,10 +910,20 @@ void Load::onDelivery(Conn& c, std::string_view m, std::uint64_t rx) {
         }
         return;
     }
+    if (phase_ != Phase::measure && phase_ != Phase::drain) return;
+    std::uint64_t sent = 0;
+    const bool timed = findInt(m, "\"sent_ns\":", sent) && sent <= rx;
+    // Deliveries of the window's sends, counted until the drain ends (--drain).
+    if (timed && sent >= measureStart_ && (measureEnd_ == 0 || sent < measureEnd_)) ++windowDelivered_;
     if (!measuring(rx)) return;
     ++mDeliveries_;
-    std::uint64_t sent = 0;
-    if (findInt(m, "\"sent_ns\":", sent) && sent <= rx) latency_.add(rx - sent);
+    std::uint64_t src = 0;
+    const bool cross = dests_.size() > 1 && findInt(m, "\"src\":", src) && src < conns_.size() && conns_[src].node != c.node;
+    if (cross) ++mCross_;
+    if (timed) {
+        latency_.add(rx - sent);
+        if (cross) crossLatency_.add(rx - sent);
+    }
 }
 
 void Load::armTimer(std::uint64_t at) {
@@ -911,6 +957,8 @@ void Load::startTraffic(std::uint64_t now) {
         std::vector<std::vector<std::uint32_t>> byRoom(opt_.rooms);
         for (std::size_t i = 0; i < conns_.size(); ++i)
             if (conns_[i].st == St::ready) byRoom[conns_[i].room].push_back(static_cast<std::uint32_t>(i));
+        roomMembers_.clear();
+        for (const auto& r : byRoom) roomMembers_.push_back(static_cast<std::uint32_t>(r.size()));
         for (std::size_t k = 0; order_.size() < ready_; ++k)
             for (auto& r : byRoom)
                 if (k < r.size()) order_.push_back(r[k]);
@@ -981,7 +1029,7 @@ void Load::finish(std::uint64_t now) {
     const bool measured = measureStart_ > 0;
     if (measured && measureEnd_ == 0) measureEnd_ = now;
     const double secs = measured ? static_cast<double>(measureEnd_ - measureStart_) / 1e9 : 0.0;
-    const double cpu = measured ? cpuSeconds() - cpuStart_ : 0.0;
+    const double cpu = measured ? (cpuEnd_ > 0 ? cpuEnd_ : cpuSeconds()) - cpuStart_ : 0.0;
     const char* proto = opt_.proto == Proto::tongdao ? "tongdao" : opt_.proto == Proto::socketio ? "socketio" : "ws";
     const char* mode = opt_.mode == Mode::fanout ? "fanout" : opt_.mode == Mode::closed ? "closed" : opt_.mode == Mode::idle ? "idle" : "storm";
     const double per = secs > 0 ? 1.0 / secs : 0.0;
@@ -989,14 +1037,17 @@ void Load::finish(std::uint64_t now) {
         std::printf("{\"proto\":\"%s\",\"mode\":\"%s\",\"connections\":%zu,\"ready\":%zu,\"rooms\":%zu,\"errors\":%llu,\"closes\":%llu,"
                     "\"rejects\":%llu,\"seconds\":%.3f,\"sends\":%llu,\"acks\":%llu,\"deliveries\":%llu,\"sends_per_sec\":%.1f,"
                     "\"acks_per_sec\":%.1f,\"deliveries_per_sec\":%.1f,\"rx_bytes\":%llu,\"client_cpu_seconds\":%.3f,"
-                    "\"unacked\":%llu,",
+                    "\"unacked\":%llu,\"servers\":%zu,\"cross_deliveries\":%llu,\"cross_deliveries_per_sec\":%.1f,"
+                    "\"drain_seconds\":%.3f,\"window_owed\":%llu,\"window_delivered\":%llu,",
                     proto, mode, conns_.size(), ready_, opt_.rooms, static_cast<unsigned long long>(errors_),
                     static_cast<unsigned long long>(closes_), static_cast<unsigned long long>(rejects_), secs,
                     static_cast<unsigned long long>(mSends_), static_cast<unsigned long long>(mAcks_),
                     static_cast<unsigned long long>(mDeliveries_), static_cast<double>(mSends_) * per,
                     static_cast<double>(mAcks_) * per, static_cast<double>(mDeliveries_) * per,
                     static_cast<unsigned long long>(mRxBytes_), cpu,
-                    static_cast<unsigned long long>(totalSends_ - std::min(totalSends_, totalAcks_ + rejects_)));
+                    static_cast<unsigned long long>(totalSends_ - std::min(totalSends_, totalAcks_ + rejects_)), dests_.size(),
+                    static_cast<unsigned long long>(mCross_), static_cast<double>(mCross_) * per, opt_.drain,
+                    static_cast<unsigned long long>(windowOwed_), static_cast<unsigned long long>(windowDelivered_));
         std::printf("\"reject_codes\":{");
         bool first = true;
         for (const auto& [code, n] : rejectCodes_) {
@@ -1014,6 +1065,7 @@ void Load::finish(std::uint64_t now) {
             printHist("catch_up_us", catchUp_, false);
         }
         printHist("latency_us", latency_, false);
+        printHist("cross_latency_us", crossLatency_, false);
         printHist("ack_latency_us", ackLatency_, false);
         printHist("send_lag_us", sendLag_, true);
         std::printf("}\n");
@@ -1033,7 +1085,11 @@ void Load::finish(std::uint64_t now) {
                         static_cast<double>(h.max()) / div, unit);
         };
         line("latency", latency_, 1e6, "ms");
+        line("cross-server", crossLatency_, 1e6, "ms");
         line("ack latency", ackLatency_, 1e6, "ms");
+        if (opt_.drain > 0 && measured)
+            std::printf("window sends: %llu deliveries owed, %llu delivered by the end of the %.1f s drain\n",
+                        static_cast<unsigned long long>(windowOwed_), static_cast<unsigned long long>(windowDelivered_), opt_.drain);
         line("send lag", sendLag_, 1e6, "ms");
         if (opt_.mode == Mode::storm) {
             std::printf("storm: %zu of %zu clients caught up in %.3f s, %llu deliveries, order errors %llu, gaps %llu; fill %zu messages in %.2f s\n",
@@ -1076,6 +1132,9 @@ int Load::run() {
     for (std::size_t i = 0; i < conns_.size(); ++i) {
         conns_[i].index = static_cast<std::uint32_t>(i < clientsFrom_ ? i : i - clientsFrom_);
         conns_[i].room = static_cast<std::uint32_t>((i < clientsFrom_ ? i : i - clientsFrom_) % opt_.rooms);
+        // Member k of room r on server (k + r) % N: each room's members round-robin over the servers.
+        const std::size_t k = (i < clientsFrom_ ? i : i - clientsFrom_) / opt_.rooms;
+        conns_[i].node = static_cast<std::uint8_t>((k + conns_[i].room) % dests_.size());
     }
     if (opt_.mode == Mode::storm) {
         phase_ = Phase::filling;
@@ -1214,8 +1273,19 @@ int Load::run() {
         case Phase::measure:
             if (now >= phaseEnd) {
                 measureEnd_ = now;
-                finish(now);
+                if (opt_.mode == Mode::fanout && opt_.drain > 0) {
+                    cpuEnd_ = cpuSeconds();
+                    std::printf("# window end\n");
+                    std::fflush(stdout);
+                    phase_ = Phase::drain;
+                    phaseEnd = now + secsNs(opt_.drain);
+                } else {
+                    finish(now);
+                }
             }
+            break;
+        case Phase::drain:
+            if (now >= phaseEnd) finish(now);
             break;
         case Phase::hold:
             heartbeat(now);
