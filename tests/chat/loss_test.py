@@ -67,9 +67,10 @@ class Session:
 
 
 class Test:
-    def __init__(self, args, server):
+    def __init__(self, args, servers):
         self.args = args
-        self.server = server
+        self.servers = list(servers)
+        self.server = self.servers[0]
         self.total = args.messages
         self.acked = 0
         self.cutting = True
@@ -83,6 +84,10 @@ class Test:
 
     def now(self):
         return time.monotonic() - self.t0
+
+    def url(self):
+        """Where a client connects: the server, or a node picked at random when there are several."""
+        return self.server.url() if len(self.servers) == 1 else random.choice(self.servers).url()
 
     def violation(self, text):
         self.violation_count += 1
@@ -231,7 +236,7 @@ class LossClient:
         failing_since = None
         while True:
             try:
-                return await ChatClient.connect(self.t.server.url(), on_event=self.on_event, trace=False,
+                return await ChatClient.connect(self.t.url(), on_event=self.on_event, trace=False,
                                                 open_timeout=10)
             except Exception as e:  # noqa: BLE001 - refused while the server restarts, 503, cut handshakes
                 self.t.stats["connect failures"] += 1
@@ -429,25 +434,44 @@ def verify(t, clients, rooms, histories):
 
 
 async def main(args, path):
-    random.seed(args.seed)
     server = ChatServer(path, "--rate-limit", "1000", "--rate-burst", "1000")
-    t = Test(args, server)
+    return await run(args, [server], restarter,
+                     lambda: f"tongdao-server on port {server.port}, data dir {server.data_dir}; "
+                             f"{args.restarts} restarts")
+
+
+async def run(args, servers, disrupt, describe, verify_more=None):
+    """The run and its verification. `servers`: ChatServer-likes (started here, stopped and
+    closed at the end; clients connect to t.url()); `disrupt(t)`: a coroutine that kills and
+    restarts things while the messages go, awaited before the final phase; `describe()`: the
+    setup's line once the servers run; `verify_more(t, checker, rooms, final, histories)`:
+    an optional coroutine giving further failures (strings)."""
+    random.seed(args.seed)
+    t = Test(args, servers)
     rooms = [f"loss.room-{i}" for i in range(args.rooms)]
     per = args.messages // args.clients
     if per * args.clients != args.messages:
         print("--messages must be a multiple of --clients", file=sys.stderr)
         return 2
     clients = [LossClient(t, i, rooms[i % args.rooms], per) for i in range(args.clients)]
-    server.start()
-    print(f"tongdao-server on port {server.port}, data dir {server.data_dir}; {args.clients} clients in "
-          f"{args.rooms} rooms, {args.messages} messages, cuts every ~{args.cut_ms} ms, {args.restarts} restarts",
-          flush=True)
-    t.t0 = time.monotonic()
-    tasks = [asyncio.create_task(c.run(), name=c.name) for c in clients]
-    restart_task = asyncio.create_task(restarter(t))
-    progress_task = asyncio.create_task(progress(t, clients))
-    result = 1
+    tasks, restart_task, progress_task = [], None, None
+
+    def outputs():
+        for s in servers:
+            out = s.output(skip_empty=True)[-3000:] or "(nothing)"
+            where = f" (port {s.port})" if len(servers) > 1 else ""
+            print(f"--- server output{where} (last 3000 characters) ---\n{out}", flush=True)
+
     try:
+        for s in servers:
+            await s.astart()
+        print(f"{describe()}; {args.clients} clients in {args.rooms} rooms, {args.messages} messages, "
+              f"cuts every ~{args.cut_ms} ms", flush=True)
+        t.t0 = time.monotonic()
+        tasks = [asyncio.create_task(c.run(), name=c.name) for c in clients]
+        restart_task = asyncio.create_task(disrupt(t))
+        progress_task = asyncio.create_task(progress(t, clients))
+
         async def sending_done():
             while t.acked < t.total:
                 if restart_task.done():
@@ -459,11 +483,12 @@ async def main(args, path):
             await restart_task
 
         deadline = t.t0 + args.deadline
+        more = []
         try:
             await asyncio.wait_for(sending_done(), max(1, deadline - time.monotonic()))
             t.stats["all acked at (s)"] = round(t.now(), 2)
             t.cutting = False
-            checker, r = await cs.hello_client(server, "loss-checker", rooms=[{"room": x} for x in rooms],
+            checker, r = await cs.hello_client(t.server, "loss-checker", rooms=[{"room": x} for x in rooms],
                                                timeout=HELLO_TIMEOUT)
             final = {}
             for e in r.get("rooms", []):
@@ -479,6 +504,9 @@ async def main(args, path):
             for room in rooms:
                 histories[room] = await asyncio.wait_for(history_of(checker, room, final[room]),
                                                          max(1, deadline - time.monotonic()))
+            if verify_more is not None:
+                more = await asyncio.wait_for(verify_more(t, checker, rooms, final, histories),
+                                              max(1, deadline - time.monotonic()))
             await checker.close()
         except asyncio.TimeoutError:
             not_done = [c for c in clients if not c.done]
@@ -490,35 +518,40 @@ async def main(args, path):
             print("0 passed, 1 failed", flush=True)
             return 1
         fails, stored = verify(t, clients, rooms, histories)
+        fails += more
         if t.violation_count:
             fails.insert(0, f"{t.violation_count} violations during the run (first: {t.violations[0]})")
-        if not server.running():
-            fails.append(f"tongdao-server exited (status {server.proc.returncode})")
-        status = server.stop()
-        report = server.sanitizer_report()
-        if report:
-            fails.append("sanitizer report in the server output:\n" + report[:3000])
-        print_summary(t, stored, status)
+        statuses = []
+        for s in servers:
+            where = f" on port {s.port}" if len(servers) > 1 else ""
+            if not s.running():
+                fails.append(f"tongdao-server{where} exited (status {s.proc.returncode})")
+            statuses.append(s.stop())
+            report = s.sanitizer_report()
+            if report:
+                fails.append(f"sanitizer report in the server output{where}:\n" + report[:3000])
+        print_summary(t, stored, statuses[0] if len(servers) == 1 else statuses)
         for f in fails:
             print(f"FAIL {f}", flush=True)
         if not fails:
             print("PASS every acked message stored once and delivered once, in order, to every member", flush=True)
         print(f"{0 if fails else 1} passed, {1 if fails else 0} failed", flush=True)
-        result = 1 if fails else 0
         if fails:
-            print(f"--- server output (last 3000 characters) ---\n{server.output(skip_empty=True)[-3000:] or '(nothing)'}", flush=True)
-        return result
+            outputs()
+        return 1 if fails else 0
     except Exception as e:  # noqa: BLE001
         print(f"FAIL {type(e).__name__}: {e}", flush=True)
         print_summary(t, None)
-        print(f"--- server output (last 3000 characters) ---\n{server.output(skip_empty=True)[-3000:] or '(nothing)'}", flush=True)
+        outputs()
         print("0 passed, 1 failed", flush=True)
         return 1
     finally:
-        for x in tasks + [restart_task, progress_task]:
+        pending = tasks + [x for x in (restart_task, progress_task) if x is not None]
+        for x in pending:
             x.cancel()
-        await asyncio.gather(*tasks, restart_task, progress_task, return_exceptions=True)
-        server.close()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for s in servers:
+            s.close()
 
 
 def print_summary(t, stored, status=None):
@@ -538,8 +571,8 @@ def print_summary(t, stored, status=None):
         print("other counts: " + ", ".join(f"{k}: {v}" for k, v in rest.items()), flush=True)
 
 
-def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(p):
+    """The run's options (their defaults are this test's; another test sets its own)."""
     p.add_argument("server", nargs="?", help="tongdao-server (default: $TONGDAO_SERVER)")
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--rooms", type=int, default=5)
@@ -550,7 +583,11 @@ def parse(argv):
     p.add_argument("--window", type=int, default=8, help="sends in flight per connection")
     p.add_argument("--deadline", type=float, default=240)
     p.add_argument("--seed", type=int, default=None)
-    return p.parse_args(argv)
+    return p
+
+
+def parse(argv):
+    return add_arguments(argparse.ArgumentParser(description=__doc__.split("\n")[0])).parse_args(argv)
 
 
 if __name__ == "__main__":
