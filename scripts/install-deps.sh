@@ -13,7 +13,7 @@ build_pkgs=(
 )
 test_pkgs=(
   clang libclang-rt-14-dev libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-websockets redis-server chromium
+  python3 python3-websockets redis-server redis-tools chromium
   libboost1.81-dev libwebsocketpp-dev libsimdjson-dev
 )
 
