@@ -313,9 +313,10 @@ class RedisServer:
         """The connections in subscriber mode (see is_subscriber)."""
         return [c for c in self.clients() if is_subscriber(c)]
 
-    def kill_client(self, client_id):
-        """CLIENT KILL ID n; the number of connections killed."""
-        return self.call("CLIENT", "KILL", "ID", str(client_id))
+    def kill_client(self, client):
+        """CLIENT KILL ID n of an entry of clients() (or of its id); the number of connections killed."""
+        cid = client["id"] if isinstance(client, dict) else client
+        return self.call("CLIENT", "KILL", "ID", str(cid))
 
     def commandstats(self):
         return commandstats(self.call("INFO", "commandstats"))
@@ -468,8 +469,9 @@ class RedisCluster:
     def subscribers(self):
         return [c for c in self.clients() if is_subscriber(c)]
 
-    def kill_client(self, client_id, node_port):
-        return next(n for n in self.nodes if n.port == node_port).kill_client(client_id)
+    def kill_client(self, client):
+        """CLIENT KILL ID n of an entry of clients(), on the node it came from."""
+        return next(n for n in self.nodes if n.port == client["node"]).kill_client(client)
 
     def commandstats(self):
         total = {}
