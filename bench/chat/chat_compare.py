@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """Chat benchmarks: tongdao-server beside a Socket.IO 4.8 server, in the same run.
 
-Every server runs alone, pinned to CPU 0; bench/chat/chat_load (one load generator for both
-protocols) runs pinned to CPU 1. Server CPU time is utime + stime of the server process (all
-its threads) from /proc/PID/stat, read when chat_load prints "# measuring" and again on its
-result line, so connection set-up and warm-up are not counted.
+Every server runs alone, pinned to CPU 0 (in the redis mode every node and redis-server share
+it); bench/chat/chat_load (one load generator for both protocols) runs pinned to CPU 1. Server
+CPU time is utime + stime of the server process (all its threads) from /proc/PID/stat, read
+when chat_load prints "# measuring" and again on its result line (the redis mode: on "# window
+end"), so connection set-up, warm-up and drain are not counted.
 
 Modes (--modes, comma list, in this order; default fanout):
 
@@ -21,12 +22,27 @@ Modes (--modes, comma list, in this order; default fanout):
               plain WebSocket on tongdao's /echo (and an idle Socket.IO socket in one room).
   storm       --storm-clients (5,000) clients, each --behind (2,000) messages behind, join
               {room, since} at once: time until all are caught up, and the server's peak RSS.
+  redis       several nodes acting as one chat server through Redis: --nodes (3) tongdao-server
+              processes on one redis-server (--redis), beside as many bench/chat/socketio_server.js
+              processes with @socket.io/redis-adapter on a redis-server of their own. The fan-out
+              load of --rooms x --members at each of --redis-rates (0.25) msg/s per member, each
+              room's members spread over the nodes round-robin (chat_load --port P1,P2,P3), so
+              two thirds of the deliveries cross nodes. Per server kind: cross-node deliveries/s
+              and their latency, cross-node deliveries per server CPU second (utime + stime of
+              the nodes, summed), Redis CPU per send (redis-server's own utime + stime), Redis
+              commands per send by command (INFO commandstats over the window), and whether every
+              delivery owed for the window's sends arrived (--drain seconds after it); ratios
+              tongdao / Socket.IO (target: cross-node deliveries per server CPU second >= 5x).
+              Nodes and redis-server all on CPU 0 (two cores: five processes there, the load on
+              CPU 1); redis-server runs with no RDB snapshot and no AOF.
 
-    /usr/bin/python3 bench/chat/chat_compare.py [--modes fanout,saturation,idle,storm] [--quick] [--json out.json]
+    /usr/bin/python3 bench/chat/chat_compare.py [--modes fanout,saturation,idle,storm,redis] [--quick] [--json out.json]
 
 It builds nothing: it expects build/release/bin/{tongdao-server,chat_load,sqlite_batch} (or
---bin-dir) and node_modules/socket.io (npm ci). Standard library only; every process it starts
-is stopped by its pid (SIGTERM, then SIGKILL after 3 s), also on errors and Ctrl-C.
+--bin-dir) and node_modules/socket.io (npm ci); the redis mode also redis-server (Debian's
+package) and node_modules/@socket.io/redis-adapter and redis. Standard library only; every
+process it starts is stopped by its pid (SIGTERM, then SIGKILL after 3 s), also on errors and
+Ctrl-C.
 """
 
 import argparse
@@ -36,6 +52,7 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -539,11 +556,301 @@ def storm_table(args, r):
              if r.get("hwm_reset") else "includes the fill (VmHWM could not be reset)."))
 
 
+# --- several nodes through Redis -------------------------------------------------------------
+
+class RedisServer:
+    """A redis-server of its own on a free loopback port, pinned to CPU 0: no RDB snapshots and no
+    AOF (a forked snapshot would land in some windows and not others), its files in a temp dir."""
+
+    def __init__(self, name):
+        self.name = name
+        self.proc, self.port, self.log, self.dir = None, None, None, None
+
+    def start(self, logdir):
+        self.port = ec.free_port()
+        self.dir = tempfile.mkdtemp(prefix=f"{self.name}.", dir=logdir)
+        self.log = open(Path(logdir) / f"{self.name}.log", "ab")
+        exe = shutil.which("redis-server") or "redis-server"
+        self.proc = ec.spawn([exe, "--bind", "127.0.0.1", "--port", self.port, "--save", "", "--appendonly", "no",
+                              "--dir", self.dir, "--daemonize", "no", "--protected-mode", "yes", "--logfile", ""],
+                             SERVER_CPU, stdout=self.log, stderr=self.log)
+        ec.wait_port(self.port, self.proc, timeout=15)
+
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def command(self, *words):
+        """One command over RESP; returns the reply (str, int, list or None). Errors raise."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            req = f"*{len(words)}\r\n" + "".join(f"${len(str(w).encode())}\r\n{w}\r\n" for w in words)
+            s.sendall(req.encode())
+            f = s.makefile("rb")
+            return self._reply(f, 0)
+
+    def _reply(self, f, depth):
+        line = f.readline().rstrip(b"\r\n")
+        kind, rest = line[:1], line[1:].decode(errors="replace")
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            raise BenchError(f"redis: {rest}")
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else f.read(n + 2)[:-2].decode(errors="replace")
+        if kind == b"*" and depth < 4:
+            n = int(rest)
+            return None if n < 0 else [self._reply(f, depth + 1) for _ in range(min(n, 100000))]
+        raise BenchError(f"redis: unexpected reply {line[:80]!r}")
+
+    def info(self, section):
+        """INFO SECTION as {key: value}, values as numbers where they are one."""
+        out = {}
+        for line in (self.command("INFO", section) or "").splitlines():
+            if ":" in line and not line.startswith("#"):
+                k, v = line.split(":", 1)
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    out[k] = v
+        return out
+
+    def commandstats(self):
+        """{command: calls} from INFO commandstats (cmdstat_evalsha:calls=N,usec=...)."""
+        out = {}
+        for line in (self.command("INFO", "commandstats") or "").splitlines():
+            if line.startswith("cmdstat_") and ":" in line:
+                name, fields = line[len("cmdstat_"):].split(":", 1)
+                for kv in fields.split(","):
+                    if kv.startswith("calls="):
+                        out[name] = int(kv[len("calls="):])
+        return out
+
+    def stop(self):
+        if self.proc:
+            ec.stop(self.proc, grace=5)
+            self.proc = None
+        if self.log:
+            self.log.close()
+            self.log = None
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+
+def tongdao_redis_node(args, k, redis):
+    exe = args.bin_dir / "tongdao-server"
+
+    def cmd(port, data_dir):
+        return [exe, "--host", "127.0.0.1", "--port", port, "--threads", "1", "--anonymous", "--redis", redis.url(),
+                "--node-id", f"n{k}", "--rate-limit", "1000", "--rate-burst", "1000", "--log-level", "warn"]
+    return Server(f"tongdao-n{k}", "tongdao", cmd)
+
+
+def socketio_redis_node(args, k, redis):
+    node = shutil.which("node") or "node"
+
+    def cmd(port, data_dir):
+        return [node, REPO / "bench" / "chat" / "socketio_server.js", port, "--redis", redis.url()]
+    return Server(f"socketio-n{k}", "socketio", cmd)
+
+
+def cpu_idle_ticks(cpu):
+    """idle + iowait ticks of one CPU from /proc/stat. On this machine the busy fields of a CPU's
+    line can add up to more than the time that passed (irq and softirq time counted on top), so
+    CPU 0's busy share is taken as 1 - idle / elapsed here."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                v = [int(x) for x in line.split()[1:6]]
+                return v[3] + v[4]
+    return 0
+
+
+class Sample:
+    """CPU ticks of every node and of redis-server, CPU 0's idle time, and Redis's counters, at one moment."""
+
+    def __init__(self, nodes, redis):
+        self.nodes = [ec.cpu_ticks(n.proc.pid) for n in nodes]
+        self.redis = ec.cpu_ticks(redis.proc.pid)
+        self.idle, self.at = cpu_idle_ticks(SERVER_CPU), time.monotonic()
+        self.cmds = redis.commandstats()
+        self.mem = redis.info("memory").get("used_memory")
+
+
+def run_redis_case(args, kind, rate, logdir):
+    """3 nodes of one kind on one redis-server, chat_load over all of them; returns one row."""
+    row = {"server": kind, "rate": rate, "nodes": args.nodes, "rooms": args.rooms, "members": args.members}
+    redis = RedisServer(f"redis-{kind}")
+    make = tongdao_redis_node if kind == "tongdao" else socketio_redis_node
+    nodes = []
+    try:
+        redis.start(logdir)
+        for k in range(1, args.nodes + 1):
+            n = make(args, k, redis)
+            nodes.append(n)
+            n.start(logdir)
+        extra = ["--mode", "fanout", "--rooms", args.rooms, "--members", args.members, "--rate", rate,
+                 "--body-size", args.body_size, "--duration", args.seconds, "--warmup", args.warmup,
+                 "--drain", args.drain, "--name-prefix", f"rd{int(time.time()) % 100000}",
+                 "--connect-timeout", args.connect_timeout]
+        cmd = [args.bin_dir / "chat_load", "--proto", nodes[0].proto, "--host", "127.0.0.1",
+               "--port", ",".join(str(n.port) for n in nodes), "--source-ips", SOURCE_IPS, "--json"] + extra
+        p = ec.spawn(cmd, LOADGEN_CPU, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=nodes[0].log)
+        s0 = s1 = res = None
+        try:
+            reader = ec.LineReader(p.stdout)
+            deadline = time.monotonic() + args.connect_timeout + args.warmup + args.seconds + args.drain + 60
+            for _ in range(100):  # a handful of lines; the bound guards against a runaway
+                line = reader.readline(deadline)
+                if line is None:
+                    break
+                if line.startswith("# open"):
+                    row["open_line"] = line
+                elif line == "# measuring":
+                    s0 = Sample(nodes, redis)
+                elif line == "# window end" and s0:
+                    s1 = Sample(nodes, redis)
+                elif line.startswith("{"):
+                    res = json.loads(line)
+                    break
+            p.stdin.close()
+            p.wait(timeout=30)
+        finally:
+            ec.stop(p)
+        dead = [n.name for n in nodes if not n.alive()] + ([redis.name] if not redis.alive() else [])
+        if dead:
+            row["error"] = "died: " + ", ".join(dead) + " (see the logs)"
+        if res is None or s0 is None or s1 is None:
+            row.setdefault("error", "no measurement (see the server logs)")
+            if res:
+                row["load"] = res
+            return row
+        row["load"] = res
+        secs = res["seconds"] or 1e-9
+        node_cpu = [(b - a) / CLK_TCK for a, b in zip(s0.nodes, s1.nodes)]
+        cpu = sum(node_cpu)
+        rcpu = (s1.redis - s0.redis) / CLK_TCK
+        cmds = {c: s1.cmds.get(c, 0) - s0.cmds.get(c, 0) for c in s1.cmds}
+        cmds.pop("info", None)  # the two samples' own INFO calls
+        cmds = {c: v for c, v in cmds.items() if v > 0}
+        sends = res["sends"] or 0
+        cross = res["cross_deliveries"]
+        row.update(node_cpu_seconds=node_cpu, server_cpu_seconds=cpu, server_cpu_util=cpu / secs,
+                   redis_cpu_seconds=rcpu, redis_cpu_util=rcpu / secs,
+                   cpu0_busy_util=1 - (s1.idle - s0.idle) / CLK_TCK / max(s1.at - s0.at, 1e-9),
+                   loadgen_cpu_util=res.get("client_cpu_seconds", 0) / secs, redis_commands=cmds,
+                   redis_commands_per_send=sum(cmds.values()) / sends if sends else None,
+                   redis_commands_per_send_by_command={c: v / sends for c, v in cmds.items()} if sends else {},
+                   redis_cpu_us_per_send=rcpu / sends * 1e6 if sends else None,
+                   redis_memory_growth_per_send=(s1.mem - s0.mem) / sends if sends and s0.mem and s1.mem else None,
+                   cross_per_server_cpu_second=cross / cpu if cpu else None,
+                   cross_per_cpu_second_with_redis=cross / (cpu + rcpu) if cpu + rcpu else None,
+                   window_lost=res["window_owed"] - res["window_delivered"])
+    except (BenchError, OSError, subprocess.TimeoutExpired, ValueError) as e:
+        row["error"] = str(e)
+    finally:
+        for n in nodes:
+            n.stop()
+        redis.stop()
+    return row
+
+
+def run_redis(args, logdir):
+    rows = []
+    for rate in args.redis_rates:
+        for kind in args.servers:
+            print(f"redis: {args.nodes} {kind} nodes on one redis-server, {args.rooms} x {args.members}, "
+                  f"{rate:g} msg/s per member ...", file=sys.stderr, flush=True)
+            rows.append(run_redis_case(args, kind, rate, logdir))
+    return rows
+
+
+def redis_table(args, rows):
+    print(f"\n## Several nodes through Redis: {args.nodes} nodes of each server on one redis-server of their own, "
+          f"{args.rooms} rooms x {args.members} members spread over the nodes round-robin, ~{args.body_size} B bodies "
+          f"({args.seconds:g} s measured after {args.warmup:g} s warm-up, then {args.drain:g} s of drain; every node "
+          f"and redis-server pinned to CPU {SERVER_CPU}, chat_load on CPU {LOADGEN_CPU})\n")
+    print("| server | msgs/s/member | sends/s | deliveries/s | cross-node deliveries/s | window sends delivered "
+          "| cross-node p50 / p99 ms | all p99 ms | server CPU (sum of nodes) | cross-node deliveries / server CPU s "
+          "| Redis CPU | Redis CPU µs / send | Redis commands / send | cross-node deliveries / CPU s, Redis included "
+          "| chat_load CPU | CPU 0 busy | errors |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    name = {"tongdao": "tongdao (Redis engine)", "socketio": "Socket.IO + @socket.io/redis-adapter"}
+    for r in rows:
+        head = f"| {name.get(r['server'], r['server'])} | {r['rate']:g} "
+        if "load" not in r or "server_cpu_seconds" not in r:
+            print(head + f"| {r.get('error', 'no result')} |" + " |" * 15)
+            continue
+        L = r["load"]
+        cl, al = L["cross_latency_us"], L["latency_us"]
+        owed = L["window_owed"]
+        errs = L["errors"] + L["rejects"]
+        print(head + f"| {L['sends_per_sec']:,.0f} | {L['deliveries_per_sec']:,.0f} | {L['cross_deliveries_per_sec']:,.0f} "
+              f"| {fmt(L['window_delivered'] / owed if owed else None, '.2%')} "
+              f"| {ms(cl['p50']):.2f} / {ms(cl['p99']):.2f} | {ms(al['p99']):.2f} "
+              f"| {r['server_cpu_util']:.0%} | {fmt(r['cross_per_server_cpu_second'], ',.0f')} "
+              f"| {r['redis_cpu_util']:.0%} | {fmt(r['redis_cpu_us_per_send'], '.1f')} "
+              f"| {fmt(r['redis_commands_per_send'], '.2f')} | {fmt(r['cross_per_cpu_second_with_redis'], ',.0f')} "
+              f"| {r['loadgen_cpu_util']:.0%} | {r['cpu0_busy_util']:.0%} | {errs} |")
+    for r in rows:
+        if r.get("redis_commands"):
+            per = r["redis_commands_per_send_by_command"]
+            parts = ", ".join(f"{c} {v:.2f}" for c, v in sorted(per.items(), key=lambda kv: -kv[1]))
+            print(f"\nRedis commands per send, {r['server']} at {r['rate']:g} msg/s per member (INFO commandstats over "
+                  f"the window; commands a script runs count too): {parts}.", end="")
+            if r.get("redis_memory_growth_per_send") is not None:
+                print(f" Redis memory grew {r['redis_memory_growth_per_send']:,.0f} B per send.", end="")
+            print(f" Per node CPU: {', '.join(f'{c:.2f} s' for c in r['node_cpu_seconds'])}.")
+        if "error" in r:
+            print(f"\nNote: {r['server']} at {r['rate']:g}: {r['error']}")
+    for rate in args.redis_rates:
+        t = next((r for r in rows if r["rate"] == rate and r["server"] == "tongdao" and "server_cpu_seconds" in r), None)
+        s = next((r for r in rows if r["rate"] == rate and r["server"] == "socketio" and "server_cpu_seconds" in r), None)
+        for r in (t, s):
+            if r is None:
+                continue
+            L = r["load"]
+            if r["window_lost"] > 0:
+                print(f"\nNote: {r['server']}: {r['window_lost']:,} of the {L['window_owed']:,} deliveries owed for the "
+                      f"window's sends had not arrived {args.drain:g} s after it (lost, or that late).")
+            if L["errors"] or L["rejects"]:
+                print(f"\nNote: {r['server']}: {L['errors']} connection errors, {L['rejects']} refused sends "
+                      f"{L.get('reject_codes') or ''} (the server log says more).")
+            if r["cpu0_busy_util"] > 0.95:
+                print(f"\nNote: CPU {SERVER_CPU} was {r['cpu0_busy_util']:.0%} busy with {r['server']}'s nodes, Redis and the "
+                      "kernel's loopback work: saturated, the figures are those of an overloaded server.")
+            if r["loadgen_cpu_util"] > 0.85:
+                print(f"\nNote: chat_load used {r['loadgen_cpu_util']:.0%} of CPU {LOADGEN_CPU} against {r['server']}.")
+        if not t or not s:
+            continue
+        ratio = lambda a, b: a / b if a is not None and b else None
+        eff = ratio(t["cross_per_server_cpu_second"], s["cross_per_server_cpu_second"])
+        eff_r = ratio(t["cross_per_cpu_second_with_redis"], s["cross_per_cpu_second_with_redis"])
+        p99 = ratio(t["load"]["cross_latency_us"]["p99"], s["load"]["cross_latency_us"]["p99"])
+        rcpu = ratio(t["redis_cpu_us_per_send"], s["redis_cpu_us_per_send"])
+        rcmd = ratio(t["redis_commands_per_send"], s["redis_commands_per_send"])
+        thr = ratio(t["load"]["cross_deliveries_per_sec"], s["load"]["cross_deliveries_per_sec"])
+        ok = "-" if eff is None else ("met" if eff >= 5 else "NOT met")
+        print(f"\nAt {rate:g} msg/s per member: tongdao ÷ Socket.IO — cross-node deliveries per server CPU second "
+              f"{fmt(eff, '.2f')} (target ≥ 5: {ok}); the same with Redis's CPU added {fmt(eff_r, '.2f')}; cross-node "
+              f"deliveries/s {fmt(thr, '.3f')}; cross-node p99 {fmt(p99, '.3f')}; Redis CPU per send {fmt(rcpu, '.2f')}; "
+              f"Redis commands per send {fmt(rcmd, '.2f')} (tongdao stores each message in Redis, Socket.IO stores "
+              "nothing: its Redis work is the PUBLISH alone).")
+        t["ratios_vs_socketio"] = {"cross_per_server_cpu_second": eff, "cross_per_cpu_second_with_redis": eff_r,
+                                   "cross_deliveries_per_sec": thr, "cross_p99": p99, "redis_cpu_per_send": rcpu,
+                                   "redis_commands_per_send": rcmd}
+
+
 # --- main ------------------------------------------------------------------------------------
 
 def parse_args():
     ap = argparse.ArgumentParser(description="Chat benchmarks: tongdao-server beside Socket.IO (see bench/README.md).")
-    ap.add_argument("--modes", default="fanout", help="comma list of fanout,saturation,idle,storm (default fanout)")
+    ap.add_argument("--modes", default="fanout", help="comma list of fanout,saturation,idle,storm,redis (default fanout)")
     ap.add_argument("--servers", default="tongdao,socketio", help="comma list of tongdao,socketio")
     ap.add_argument("--rooms", type=int, default=10, help="fanout: rooms")
     ap.add_argument("--members", type=int, default=100, help="fanout: members per room")
@@ -560,6 +867,9 @@ def parse_args():
     ap.add_argument("--storm-rooms", type=int, default=10, help="storm: rooms the clients are spread over")
     ap.add_argument("--behind", type=int, default=2000, help="storm: messages each client is behind")
     ap.add_argument("--storm-timeout", type=float, default=120, help="storm: bound for the catch-up")
+    ap.add_argument("--nodes", type=int, default=3, help="redis: nodes of each server on one redis-server")
+    ap.add_argument("--redis-rates", default="0.25", help="redis: messages/s per member, comma list (default 0.25)")
+    ap.add_argument("--drain", type=float, default=2, help="redis: seconds after the window to wait for its deliveries")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 3 s windows, 2 x 20 fan-out, 1,000 idle, a storm of 500 x 200")
     ap.add_argument("--bin-dir", type=Path, default=REPO / "build" / "release" / "bin")
@@ -569,8 +879,11 @@ def parse_args():
     a.modes = [m for m in a.modes.split(",") if m]
     a.servers = [s for s in a.servers.split(",") if s]
     a.rates = [float(x) for x in a.rates.split(",") if x]
-    if any(m not in ("fanout", "saturation", "idle", "storm") for m in a.modes):
-        ap.error("--modes takes fanout, saturation, idle, storm")
+    a.redis_rates = [float(x) for x in a.redis_rates.split(",") if x]
+    if any(m not in ("fanout", "saturation", "idle", "storm", "redis") for m in a.modes):
+        ap.error("--modes takes fanout, saturation, idle, storm, redis")
+    if not 2 <= a.nodes <= 16:
+        ap.error("--nodes takes 2 to 16")
     if any(s not in ("tongdao", "socketio") for s in a.servers):
         ap.error("--servers takes tongdao and/or socketio")
     if a.quick:
@@ -593,6 +906,11 @@ def main():
             sys.exit(f"chat_compare: {exe} not found: build it first (cmake --build build/release), or pass --bin-dir")
     if "socketio" in args.servers and not (REPO / "node_modules" / "socket.io").is_dir():
         sys.exit("chat_compare: node_modules/socket.io missing: run `npm ci` (or scripts/install-deps.sh)")
+    if "redis" in args.modes:
+        if not shutil.which("redis-server"):
+            sys.exit("chat_compare: redis-server not found: scripts/install-deps.sh installs it")
+        if "socketio" in args.servers and not (REPO / "node_modules" / "@socket.io" / "redis-adapter").is_dir():
+            sys.exit("chat_compare: node_modules/@socket.io/redis-adapter missing: run `npm ci` (or scripts/install-deps.sh)")
     logdir = tempfile.mkdtemp(prefix="chat_compare.")
     doc = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "clk_tck": CLK_TCK}}
@@ -628,6 +946,10 @@ def main():
             row = run_storm(args, logdir)
             storm_table(args, row)
             doc["storm"] = row
+    if "redis" in args.modes:
+        rows = run_redis(args, logdir)
+        redis_table(args, rows)
+        doc["redis"] = rows
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"\nJSON results: {args.json}", file=sys.stderr)
