@@ -74,7 +74,10 @@ int main(int argc, char** argv) {
     opt("--tls-cert", certs, "PEM certificate chain for wss:// (repeat with --tls-key for SNI)");
     opt("--tls-key", keys, "PEM private key for the --tls-cert of the same position");
     opt("--tls-port", options.tlsPort, "port for wss:// and https:// (with --tls-cert)");
-    opt("--data-dir", chat.dataDir, "directory of the chat database");
+    opt("--data-dir", chat.dataDir, "directory of the chat database (one node)");
+    opt("--redis", chat.redis, "redis://[user:password@]host:port[/db]: share rooms with the other nodes on it");
+    opt("--redis-cluster", chat.redisCluster, "Redis Cluster masters host:port,... (instead of --redis)")->delimiter(',');
+    opt("--node-id", chat.nodeId, "this node's name among several (default: random)");
     opt("--durability", durability, "full: an ack survives power loss; normal: a killed process")
         ->check(CLI::IsMember({"full", "normal"}));
     app.add_flag("--anonymous", chat.anonymous, "accept hello {name} without a token")->envname("TONGDAO_ANONYMOUS");
@@ -147,12 +150,22 @@ int main(int argc, char** argv) {
         return 1;
     }
     server.handleSignals();
+    service->start();
     const auto& h = options.host;
     tongdao::log(tongdao::LogLevel::info, "tongdao-server listening on %s:%u with %u threads: chat ws://%s:%u/chat, echo /echo",
                  h.c_str(), server.port(), server.threads(), h.c_str(), server.port());
-    tongdao::log(tongdao::LogLevel::info, "chat data in %s (durability %s, %s)",
-                 std::filesystem::absolute(chat.dataDir).c_str(), durability.c_str(),
-                 chat.anonymous ? "anonymous hello allowed" : "tokens required");
+    const char* hello = chat.anonymous ? "anonymous hello allowed" : "tokens required";
+    if (!chat.redis.empty() || !chat.redisCluster.empty()) {
+        // Credentials stay out of the log.
+        const auto at = chat.redis.rfind('@');
+        const auto where = chat.redis.empty() ? "Cluster at " + chat.redisCluster.front()
+                           : at == std::string::npos ? chat.redis
+                                                     : "redis://***@" + chat.redis.substr(at + 1);
+        tongdao::log(tongdao::LogLevel::info, "chat data in Redis %s (%s)", where.c_str(), hello);
+    }
+    else
+        tongdao::log(tongdao::LogLevel::info, "chat data in %s (durability %s, %s)",
+                     std::filesystem::absolute(chat.dataDir).c_str(), durability.c_str(), hello);
     if (!webRoot.empty()) tongdao::log(tongdao::LogLevel::info, "web page from %s on http://%s:%u/", webRoot.c_str(), h.c_str(), server.port());
     if (server.tlsPort())
         tongdao::log(tongdao::LogLevel::info, "and on %s:%u with TLS (wss://%s:%u/chat)", h.c_str(), server.tlsPort(),

@@ -153,6 +153,13 @@ std::optional<Identity> TokenVerifier::verify(std::string_view token, std::int64
         why = "token has no valid sub";
         return std::nullopt;
     }
+    for (const char c : sub->get_string()) {
+        // A user id is a key and a field of the stores' records: no control characters.
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+            why = "token's sub has a control character";
+            return std::nullopt;
+        }
+    }
     id.user = std::string(sub->get_string());
     const auto* exp = claims->if_contains("exp");
     const auto expValue = exp ? numericDate(*exp) : std::nullopt;

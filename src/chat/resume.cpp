@@ -126,6 +126,12 @@ void Service::Impl::joinRead(Session& s, std::shared_ptr<JoinContext> jc) {
                 jc->failed = true;
                 jc->code = Code::unavailable;
                 jc->message = "the store is unavailable";
+            } else if (res.epoch != jc->epoch) {
+                // The history changed between the room's position and this read (a shared
+                // store lost its data): the position means nothing now. The room resets.
+                jc->failed = true;
+                jc->code = Code::unavailable;
+                jc->message = "the room's history was reset; join again";
             }
             jc->page = std::move(res);
             joinComplete(self, jc);
@@ -284,6 +290,9 @@ void Service::Impl::catchUpRead(Session& s, const std::string& room, JoinedRoom&
                 if (res.status != StoreStatus::ok) {
                     // The client resumes from its position once the store is back.
                     if (self.ws) self.ws->end(1013, "store unavailable");
+                } else if (res.events.empty() && res.seq < shard2.local[room].lastSeq) {
+                    // The store has less than this loop delivered: its history was reset.
+                    if (self.ws) self.ws->end(1012, "room history reset");
                 } else {
                     if (res.events.empty() && res.oldest > joined.cursor + 1) {
                         // Retention removed everything after the cursor: say so, then go on from there.

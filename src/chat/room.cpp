@@ -16,20 +16,100 @@ std::int64_t steadyMs() {
         .count();
 }
 
-std::string presenceEvent(const Room& room, const std::string& user, const std::string& name, bool join) {
-    JsonOut o;
-    o.str("op", "presence").str("room", room.name).str("user", user).str("name", name).str("state", join ? "join" : "leave");
-    o.num("count", room.online.size());
-    return o.done();
-}
+/** How long a presence change learned from a signal outweighs a sync answer. */
+constexpr std::int64_t signalWinsMs = 10000;
+/** Seconds between presence refreshes of a room, when several nodes share it. */
+constexpr std::uint32_t presenceSyncEvery = 5;
 
 } // namespace
+
+bool Service::Impl::onlineAnywhere(const Room& room, const std::string& user) const {
+    return room.online.contains(user) || room.remote.contains(user);
+}
+
+std::size_t Service::Impl::onlineCount(const Room& room) const {
+    std::size_t n = room.online.size();
+    for (const auto& [user, r] : room.remote)
+        if (!room.online.contains(user)) ++n;
+    return n;
+}
 
 void Service::Impl::announcePresence(Room& room, const std::string& user, const std::string& name, bool join) {
     // Every join told to every member is quadratic in the room's size: past the limit the
     // room's presence is asked for (`presence`), not announced.
-    if (room.online.size() > options.maxPresenceEvents) return;
-    roomBroadcast(room, presenceEvent(room, user, name, join), 0);
+    const auto count = onlineCount(room);
+    if (count > options.maxPresenceEvents) return;
+    JsonOut o;
+    o.str("op", "presence").str("room", room.name).str("user", user).str("name", name).str("state", join ? "join" : "leave");
+    o.num("count", count);
+    roomBroadcast(room, o.done(), 0);
+}
+
+void Service::Impl::localPresence(Room& room, const std::string& user, const std::string& name, bool join) {
+    if (store->shared()) {
+        store->signal(room.name, Signal{Signal::Kind::presence, store->node(), user, name, join, {}});
+        room.nextPresenceSync = 0; // the entry follows soon: a node that opens the room sees it
+        if (room.remote.contains(user)) return; // online elsewhere all along
+    }
+    announcePresence(room, user, name, join);
+}
+
+void Service::Impl::remotePresence(Room& room, const std::string& node, const std::string& user, const std::string& name,
+                                   bool join) {
+    const auto now = steadyMs();
+    const bool before = onlineAnywhere(room, user);
+    const auto gone = user + "\n" + node;
+    if (join) {
+        auto& r = room.remote[user];
+        r.name = name;
+        r.nodes[node] = now;
+        room.remoteGone.erase(gone);
+    } else {
+        const auto it = room.remote.find(user);
+        if (it == room.remote.end() || !it->second.nodes.erase(node)) return;
+        room.remoteGone[gone] = now;
+        if (it->second.nodes.empty()) room.remote.erase(it);
+    }
+    if (before != onlineAnywhere(room, user)) announcePresence(room, user, name, join);
+}
+
+void Service::Impl::presenceSync(Room& room) {
+    if (room.presenceSyncing) return;
+    room.presenceSyncing = true;
+    std::vector<std::pair<std::string, std::string>> local;
+    local.reserve(room.online.size());
+    for (const auto& [user, on] : room.online) local.emplace_back(user, on.name);
+    store->presenceSync(room.name, std::move(local), [this, name = room.name](StoreStatus st, std::vector<PresenceEntry> entries) {
+        onLoop(roomLoop(name), [this, name, st, entries = std::move(entries)] {
+            Shard& sh = here();
+            const auto it = sh.rooms.find(name);
+            if (it == sh.rooms.end()) return;
+            Room& r = *it->second;
+            r.presenceSyncing = false;
+            if (st != StoreStatus::ok) return;
+            const auto now = steadyMs();
+            std::unordered_set<std::string> seen;
+            for (const auto& e : entries) {
+                const auto k = e.user + "\n" + e.node;
+                seen.insert(k);
+                const auto g = r.remoteGone.find(k);
+                if (g != r.remoteGone.end() && now - g->second < signalWinsMs) continue; // it left since
+                const auto ru = r.remote.find(e.user);
+                if (ru == r.remote.end() || !ru->second.nodes.contains(e.node)) remotePresence(r, e.node, e.user, e.name, true);
+            }
+            // Entries of other nodes the store no longer has: expired (a node that died), unless
+            // a signal told of them after the store was read.
+            std::vector<std::pair<std::string, std::string>> expired;
+            for (const auto& [user, ru] : r.remote)
+                for (const auto& [node, at] : ru.nodes)
+                    if (!seen.contains(user + "\n" + node) && now - at >= signalWinsMs) expired.emplace_back(user, node);
+            for (const auto& [user, node] : expired) {
+                const auto name2 = r.remote[user].name;
+                remotePresence(r, node, user, name2, false);
+            }
+            std::erase_if(r.remoteGone, [now](const auto& g) { return now - g.second >= signalWinsMs; });
+        });
+    });
 }
 
 void Service::Impl::withRoom(const std::string& name, std::function<void(Room*)> f) {
@@ -82,7 +162,7 @@ void Service::Impl::roomJoin(Room& room, SessionId sid, const std::string& user,
             --room.pendingLeaves;
         } else {
             on.name = name;
-            announcePresence(room, user, name, true);
+            localPresence(room, user, name, true);
         }
     }
     // What this loop has posted to the member's loop so far is everything up to room.seq.
@@ -99,7 +179,7 @@ void Service::Impl::roomLeave(Room& room, SessionId sid, const std::string& user
         const auto name = it->second.name;
         room.online.erase(it);
         room.typingAt.erase(user);
-        announcePresence(room, user, name, false);
+        localPresence(room, user, name, false);
         return;
     }
     Shard& sh = here();
@@ -111,6 +191,14 @@ void Service::Impl::roomLeave(Room& room, SessionId sid, const std::string& user
 
 void Service::Impl::presenceTick(Shard& sh) {
     const auto now = sh.loop->now();
+    if (store->shared()) {
+        for (auto& [name, room] : sh.rooms) {
+            if (room->state != Room::State::open || now < room->nextPresenceSync) continue;
+            if (room->online.empty() && room->remote.empty() && room->nextPresenceSync) continue;
+            room->nextPresenceSync = now + presenceSyncEvery;
+            presenceSync(*room);
+        }
+    }
     for (auto rit = sh.roomsWithLeaves.begin(); rit != sh.roomsWithLeaves.end();) {
         Room& room = **rit;
         for (auto it = room.online.begin(); it != room.online.end() && room.pendingLeaves;) {
@@ -120,7 +208,7 @@ void Service::Impl::presenceTick(Shard& sh) {
                 it = room.online.erase(it);
                 --room.pendingLeaves;
                 room.typingAt.erase(user);
-                announcePresence(room, user, name, false);
+                localPresence(room, user, name, false);
             } else {
                 ++it;
             }
@@ -132,6 +220,11 @@ void Service::Impl::presenceTick(Shard& sh) {
 void Service::Impl::roomStored(Room& room, AppendResult result, std::uint32_t ackLoop,
                                std::function<void(const AppendResult&)> ack, SessionId except) {
     const auto& e = result.event;
+    if (e.seq <= room.seq && room.state == Room::State::open) {
+        // Within the position the room opened at: its members read it from the store.
+        if (ack) onLoop(ackLoop, [ack = std::move(ack), r = std::move(result)] { ack(r); });
+        return;
+    }
     if (e.seq > room.seq + 1 && room.state == Room::State::open)
         log(LogLevel::error, "chat: room '%s' went from seq %llu to %llu", room.name.c_str(),
             static_cast<unsigned long long>(room.seq), static_cast<unsigned long long>(e.seq));
@@ -178,7 +271,9 @@ void Service::Impl::roomTyping(Room& room, SessionId sid, const std::string& use
     JsonOut o;
     o.str("op", "typing").str("room", room.name).str("user", user).str("name", name).boolean("active", active);
     o.num("expiresMs", 5000);
-    roomBroadcast(room, o.done(), sid);
+    auto event = o.done();
+    if (store->shared()) store->signal(room.name, Signal{Signal::Kind::typing, store->node(), {}, {}, false, event});
+    roomBroadcast(room, std::move(event), sid);
 }
 
 void Service::Impl::deliverLocal(const std::string& room, std::uint64_t seq, const std::string& event,
@@ -197,6 +292,52 @@ void Service::Impl::deliverLocal(const std::string& room, std::uint64_t seq, con
         }
     server.publishLocal("r/" + room, event, MessageKind::text, skip);
     metrics.deliveries.fetch_add(lr.live - (skip ? 1 : 0), std::memory_order_relaxed);
+}
+
+// --- several nodes -------------------------------------------------------------------------------
+
+void Service::Impl::remoteStored(AppendResult result) {
+    const auto loop = roomLoop(result.room);
+    onLoop(loop, [this, r = std::move(result)]() mutable {
+        auto name = r.room;
+        withRoom(name, [this, r = std::move(r)](Room* room) mutable {
+            if (room) roomStored(*room, std::move(r), 0, nullptr, 0);
+        });
+    });
+}
+
+void Service::Impl::remoteSignal(const std::string& room, Signal s) {
+    onLoop(roomLoop(room), [this, room, s = std::move(s)] {
+        Shard& sh = here();
+        const auto it = sh.rooms.find(room);
+        if (it == sh.rooms.end() || it->second->state != Room::State::open) return;
+        Room& r = *it->second;
+        if (s.kind == Signal::Kind::typing) return roomBroadcast(r, s.event, 0);
+        remotePresence(r, s.node, s.user, s.name, s.join);
+    });
+}
+
+void Service::Impl::roomReset(const std::string& room, const std::string& epoch) {
+    onLoop(roomLoop(room), [this, room, epoch] {
+        Shard& sh = here();
+        const auto it = sh.rooms.find(room);
+        if (it == sh.rooms.end()) return;
+        Room& r = *it->second;
+        log(LogLevel::warn, "chat: room '%s' starts a new history (epoch %s): its members resume", room.c_str(), epoch.c_str());
+        r.epoch = epoch;
+        r.seq = 0;
+        // Every member connection resumes: its join then says `recovered: false` with a gap
+        // event of reason "epoch", rather than seqs that mean something else now.
+        for (std::uint32_t l = 0; l < shards.size(); ++l) {
+            if (r.loopMembers[l] == 0) continue;
+            onLoop(l, [this, room] {
+                Shard& s2 = here();
+                if (auto lr = s2.local.find(room); lr != s2.local.end()) lr->second.lastSeq = 0;
+                for (auto& [id, sess] : s2.sessions)
+                    if (sess->ws && sess->rooms.contains(room)) sess->ws->end(1012, "room history reset");
+            });
+        }
+    });
 }
 
 } // namespace tongdao::chat

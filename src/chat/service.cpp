@@ -1,5 +1,6 @@
 #include "service_impl.hpp"
 
+#include "redis_store.hpp"
 #include "sqlite_store.hpp"
 #include "tongdao/log.hpp"
 
@@ -54,12 +55,31 @@ std::uint64_t UserRegistry::takeSend(const std::string& user, double rate, doubl
 // --- the service ----------------------------------------------------------------------------
 
 Service::Impl::Impl(Server& s, ChatOptions o) : server(s), options(std::move(o)) {
-    SqliteOptions so;
-    so.dir = options.dataDir;
-    so.fullSync = options.fullSync;
-    so.retentionMessages = options.retentionMessages;
-    so.retentionDays = options.retentionDays;
-    store = std::make_unique<SqliteStore>(so);
+    if (!options.redis.empty() || !options.redisCluster.empty()) {
+        RedisOptions ro;
+        if (!options.redis.empty() && !options.redisCluster.empty())
+            throw std::runtime_error("give a Redis server or a Redis Cluster, not both");
+        if (!options.redis.empty()) {
+            ro.seeds.push_back(redis::parseUrl(options.redis));
+        } else {
+            ro.cluster = true;
+            for (const auto& seed : options.redisCluster) ro.seeds.push_back(redis::parseUrl(seed));
+        }
+        ro.node = options.nodeId;
+        ro.retentionMessages = options.retentionMessages;
+        ro.retentionDays = options.retentionDays;
+        // The store runs on the first loop; the loops exist once the server listens.
+        ro.loop = [&s]() -> net::Loop& { return s.loop(0); };
+        store = std::make_unique<RedisStore>(std::move(ro));
+    } else {
+        SqliteOptions so;
+        so.dir = options.dataDir;
+        so.fullSync = options.fullSync;
+        so.retentionMessages = options.retentionMessages;
+        so.retentionDays = options.retentionDays;
+        store = std::make_unique<SqliteStore>(so);
+    }
+    store->setListener(this);
     if (!options.authSecret.empty()) verifier = std::make_unique<TokenVerifier>(options.authSecret);
     limits.maxBytes = options.maxBody + 8 * 1024;
     for (unsigned i = 0; i < s.threads(); ++i) {
@@ -210,6 +230,8 @@ Service::Service(Server& server, ChatOptions options) : impl_(std::make_unique<I
 }
 
 Service::~Service() { close(); }
+
+void Service::start() { impl_->store->start(); }
 
 void Service::close() {
     if (impl_->closed.exchange(true)) return;

@@ -69,6 +69,16 @@ struct Room {
     std::unordered_map<std::string, Online> online;
     std::uint32_t pendingLeaves = 0;
     std::unordered_map<std::string, std::int64_t> typingAt; ///< user -> steady ms of the last relayed typing
+    /** Several nodes: users online on other nodes, by user, then node -> steady ms of the
+     *  last change (a sync answer older than a signal does not undo it). */
+    struct Remote {
+        std::string name;
+        std::unordered_map<std::string, std::int64_t> nodes;
+    };
+    std::unordered_map<std::string, Remote> remote;
+    std::unordered_map<std::string, std::int64_t> remoteGone; ///< user "\n" node -> steady ms it left
+    std::uint32_t nextPresenceSync = 0; ///< loop time of the next presence refresh (several nodes)
+    bool presenceSyncing = false;
 };
 
 /** One connection's view of a room it joined. */
@@ -142,7 +152,7 @@ struct Metrics {
     std::atomic<std::uint64_t> rooms{0};
 };
 
-struct Service::Impl {
+struct Service::Impl final : StoreListener {
     Impl(Server& s, ChatOptions o);
 
     Server& server;
@@ -181,7 +191,21 @@ struct Service::Impl {
     void roomBroadcast(Room& room, std::string event, SessionId except);
     void roomTyping(Room& room, SessionId sid, const std::string& user, const std::string& name, bool active);
     void presenceTick(Shard& sh);
+    /** A user came online in the room on this node, or went offline: the members (and the
+     *  other nodes) are told, unless another node still has the user online. */
+    void localPresence(Room& room, const std::string& user, const std::string& name, bool join);
+    /** The presence event to this node's members. */
     void announcePresence(Room& room, const std::string& user, const std::string& name, bool join);
+    bool onlineAnywhere(const Room& room, const std::string& user) const;
+    std::size_t onlineCount(const Room& room) const;
+    void remotePresence(Room& room, const std::string& node, const std::string& user, const std::string& name, bool join);
+    /** Refreshes this node's presence entries of the room and learns the other nodes'. */
+    void presenceSync(Room& room);
+
+    // --- several nodes: what the shared store reports (StoreListener) ---------------------
+    void remoteStored(AppendResult result) override;
+    void remoteSignal(const std::string& room, Signal s) override;
+    void roomReset(const std::string& room, const std::string& epoch) override;
 
     // --- sessions (session.cpp): all on the session's loop ---------------------------------
     void onOpen(WebSocket& ws);

@@ -252,7 +252,7 @@ void Service::Impl::storeEvent(AppendRequest req, std::function<void(const Appen
     const auto ackLoop = here().index;
     const auto loop = roomLoop(req.room);
     store->append(std::move(req), [this, ack = std::move(ack), ackLoop, loop, except](AppendResult r) mutable {
-        if (r.status != StoreStatus::ok) {
+        if (r.status != StoreStatus::ok || !r.fanOut) {
             return onLoop(ackLoop, [ack = std::move(ack), r = std::move(r)] { ack(r); });
         }
         // Stored: to the room's loop, which moves its seq on and fans the event out.
@@ -410,11 +410,14 @@ void Service::Impl::presence(Session& s, Request& req) {
             std::string list = "[";
             std::size_t count = 0;
             if (r) {
-                for (const auto& [user, on] : r->online) {
-                    if (count++ >= 1000) continue;
+                auto add = [&](const std::string& user, const std::string& name) {
+                    if (count++ >= 1000) return;
                     if (list.size() > 1) list += ',';
-                    list += JsonOut().str("user", user).str("name", on.name).done();
-                }
+                    list += JsonOut().str("user", user).str("name", name).done();
+                };
+                for (const auto& [user, on] : r->online) add(user, on.name);
+                for (const auto& [user, ru] : r->remote)
+                    if (!r->online.contains(user)) add(user, ru.name); // online on another node
             }
             list += ']';
             toSession(sid, [this, id, room, list = std::move(list), count, ok = r != nullptr](Session& self) {

@@ -3,8 +3,6 @@
 #include "sqlite_db.hpp"
 #include "tongdao/log.hpp"
 
-#include <openssl/rand.h>
-
 #include <chrono>
 #include <unordered_map>
 #include <unordered_set>
@@ -19,19 +17,6 @@ using sqlite::Stmt;
 std::int64_t nowMs() {
     using namespace std::chrono;
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-/** A new room's epoch: 16 hex digits from the CSPRNG. */
-std::string newEpoch() {
-    unsigned char b[8];
-    if (RAND_bytes(b, sizeof b) != 1) throw std::runtime_error("RAND_bytes failed");
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string s;
-    for (unsigned char c : b) {
-        s += hex[c >> 4];
-        s += hex[c & 15];
-    }
-    return s;
 }
 
 // Schema migrations: entry i takes the database from version i to i + 1. Never edit one
@@ -403,34 +388,15 @@ void SqliteStore::commitBatch(std::vector<WriteOp>& batch) {
         }
         w.forget();
         w.stored = storedBefore;
-        failures_.fetch_add(1, std::memory_order_relaxed);
+        counters_.failed();
     }
-    if (ok) {
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        commits_.fetch_add(1, std::memory_order_relaxed);
-        eventsStored_.fetch_add(w.stored - storedBefore, std::memory_order_relaxed);
-        commitNanos_.fetch_add(static_cast<std::uint64_t>(secs * 1e9), std::memory_order_relaxed);
-        std::size_t b = 0;
-        while (b < std::size(bounds_) && secs > bounds_[b]) ++b;
-        commitBuckets_[b].fetch_add(1, std::memory_order_relaxed);
-    }
+    if (ok)
+        counters_.committed(w.stored - storedBefore,
+                            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     for (auto& op : batch) op.finish(ok);
 }
 
-StoreStats SqliteStore::stats() const {
-    StoreStats s;
-    s.eventsStored = eventsStored_.load(std::memory_order_relaxed);
-    s.commits = commits_.load(std::memory_order_relaxed);
-    s.failures = failures_.load(std::memory_order_relaxed);
-    s.commitSum = static_cast<double>(commitNanos_.load(std::memory_order_relaxed)) / 1e9;
-    std::uint64_t cumulative = 0;
-    for (std::size_t i = 0; i < std::size(bounds_); ++i) {
-        cumulative += commitBuckets_[i].load(std::memory_order_relaxed);
-        s.commitBounds.push_back(bounds_[i]);
-        s.commitCounts.push_back(cumulative);
-    }
-    return s;
-}
+StoreStats SqliteStore::stats() const { return counters_.stats(); }
 
 // --- writes -----------------------------------------------------------------------------
 

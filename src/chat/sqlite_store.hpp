@@ -84,10 +84,7 @@ private:
     std::thread writerThread_;
     std::vector<std::thread> readerThreads_;
 
-    std::atomic<std::uint64_t> eventsStored_{0}, commits_{0}, failures_{0};
-    std::atomic<std::uint64_t> commitNanos_{0};
-    static constexpr double bounds_[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5};
-    std::atomic<std::uint64_t> commitBuckets_[std::size(bounds_) + 1] = {};
+    StoreCounters counters_;
 };
 
 } // namespace tongdao::chat

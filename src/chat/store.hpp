@@ -7,6 +7,7 @@
 // full), whose callback runs before the call returns, with `unavailable`. Callers post the
 // result back to their loop either way, and hold no lock across a call.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -63,6 +64,9 @@ struct AppendResult {
     StoreStatus status = StoreStatus::ok;
     std::string room;  ///< the room of the stored event (a duplicate may name another)
     StoredEvent event; ///< as stored (ok), or the first one (duplicate)
+    /** False when the event reached this node's members already (a shared store whose reply
+     *  came after the room's position had passed it): only the sender's reply is owed. */
+    bool fanOut = true;
 };
 
 /** A range of events to read. */
@@ -115,6 +119,49 @@ struct StoreStats {
     double commitSum = 0;
 };
 
+/** What one node tells the others of a room, through a shared store: not stored. */
+struct Signal {
+    enum class Kind : std::uint8_t { presence, typing } kind = Kind::presence;
+    std::string node; ///< the sender
+    std::string user, name;
+    bool join = false; ///< presence: came online (true) or went offline
+    std::string event; ///< typing: the event to relay, as JSON
+};
+
+/** A user online on another node, as a shared store keeps it. */
+struct PresenceEntry {
+    std::string node, user, name;
+};
+
+/** What a store shared by several nodes reports to this node, on the store's thread. */
+class StoreListener {
+public:
+    virtual ~StoreListener() = default;
+    /** An event of an open room stored by another node (or by this one, its reply lost); per
+     *  room in seq order, interleaved in that order with this node's own append callbacks. */
+    virtual void remoteStored(AppendResult result) = 0;
+    virtual void remoteSignal(const std::string& room, Signal s) = 0;
+    /** The room's history was lost and starts again under a new epoch. */
+    virtual void roomReset(const std::string& room, const std::string& epoch) = 0;
+};
+
+/** A new room's epoch: 16 hex digits from the CSPRNG (also a node's default name). */
+std::string newEpoch();
+
+/** Counters every store keeps for StoreStats; thread-safe. */
+class StoreCounters {
+public:
+    /** One commit (a transaction, a script call) of `events` events that took `seconds`. */
+    void committed(std::uint64_t events, double seconds) noexcept;
+    void failed() noexcept { failures_.fetch_add(1, std::memory_order_relaxed); }
+    StoreStats stats() const;
+
+private:
+    static constexpr double bounds_[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5};
+    std::atomic<std::uint64_t> events_{0}, commits_{0}, failures_{0}, nanos_{0};
+    std::atomic<std::uint64_t> buckets_[std::size(bounds_) + 1] = {};
+};
+
 class Store {
 public:
     virtual ~Store() = default;
@@ -147,6 +194,28 @@ public:
     virtual void listRooms(std::uint32_t limit, std::function<void(StoreStatus, std::vector<RoomSummary>)> done) = 0;
 
     virtual StoreStats stats() const = 0;
+
+    /** Connects (a store that does so lazily otherwise); the server's loops exist. */
+    virtual void start() {}
+
+    // --- several nodes: a store they share (the default is one node alone) -----------------
+    /** True when other nodes share this store: the calls below then do something. */
+    virtual bool shared() const noexcept { return false; }
+    /** This node's name among the nodes. */
+    virtual std::string node() const { return {}; }
+    /** Where remote events go, for the rooms opened with `openRoom`. Set before any call. */
+    virtual void setListener(StoreListener* listener) { (void)listener; }
+    /** Tells the other nodes' members of the room (presence, typing); best effort. */
+    virtual void signal(std::string room, Signal s) { (void)room, (void)s; }
+    /**
+     * Refreshes this node's presence entries of a room to `local` (user, name) and answers
+     * with the other nodes' live entries; a node's entries expire unless it refreshes them.
+     */
+    virtual void presenceSync(std::string room, std::vector<std::pair<std::string, std::string>> local,
+                              std::function<void(StoreStatus, std::vector<PresenceEntry>)> done) {
+        (void)room, (void)local;
+        done(StoreStatus::ok, {});
+    }
     /** Finishes what is queued and stops the store's threads. Callbacks may still run. */
     virtual void close() = 0;
 };

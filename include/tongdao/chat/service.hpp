@@ -24,7 +24,12 @@ namespace tongdao::chat {
 
 /** The chat server's settings, with their defaults (docs/PROTOCOL.md §7). */
 struct ChatOptions {
-    std::filesystem::path dataDir = "tongdao-data"; ///< where the SQLite database lives
+    std::filesystem::path dataDir = "tongdao-data"; ///< where the SQLite database lives (one node)
+    /** redis://[user:password@]host:port[/db]: nodes sharing this Redis act as one server
+     *  (docs/SCALING.md); the SQLite store is not used then. */
+    std::string redis;
+    std::vector<std::string> redisCluster; ///< instead of `redis`: Cluster masters, host:port (seeds)
+    std::string nodeId;                    ///< this node's name among several; random when empty
     bool fullSync = true;                  ///< --durability full (power loss) or normal (a killed process)
     std::uint64_t retentionMessages = 0;   ///< stored events kept per room; 0 = all
     std::uint32_t retentionDays = 0;       ///< 0 = forever
@@ -58,6 +63,8 @@ public:
     Service(const Service&) = delete;
     Service& operator=(const Service&) = delete;
 
+    /** Starts what runs before any client comes (a shared store connects), after `listen()`. */
+    void start();
     /** The chat counters in Prometheus text format (to append to the server's). */
     std::string prometheusMetrics() const;
     /** Stops the store's threads once the server's loops have stopped. */
