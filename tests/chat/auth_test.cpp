@@ -228,6 +228,12 @@ TEST(AuthToken, SubIsRequired) {
     const auto longest = verify(hs256(R"({"exp":1764594000,"sub":")" + std::string(128, 's') + "\"}"));
     ASSERT_TRUE(longest.id) << longest.why;
     EXPECT_EQ(longest.id->user, std::string(128, 's'));
+    // A user id is a key of the stores' records: control characters are refused.
+    for (const char* sub : {R"("a\nb")", R"("\u0000x")", R"("tab\t")", R"("del\u007f")"}) {
+        SCOPED_TRACE(sub);
+        EXPECT_REFUSED(hs256(std::string(R"({"exp":1764594000,"sub":)") + sub + "}"), "token's sub has a control character");
+    }
+    EXPECT_TRUE(verify(hs256(R"({"exp":1764594000,"sub":"张三 {x}"})")).id);
 }
 
 TEST(AuthToken, NameClaim) {

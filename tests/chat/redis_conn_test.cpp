@@ -1,0 +1,70 @@
+// The Redis connection layer's pure parts: URLs and Cluster hash slots. Its behaviour over
+// real connections is tested by tests/chat/redis_*_test.py against redis-server.
+
+#include "../../src/chat/redis_conn.hpp"
+
+#include <gtest/gtest.h>
+
+using tongdao::chat::redis::keySlot;
+using tongdao::chat::redis::parseUrl;
+
+TEST(RedisUrl, HostPortAndDefaults) {
+    auto ep = parseUrl("redis://10.0.0.5:6380");
+    EXPECT_EQ(ep.host, "10.0.0.5");
+    EXPECT_EQ(ep.port, 6380);
+    EXPECT_EQ(ep.db, 0);
+    EXPECT_TRUE(ep.user.empty());
+    EXPECT_TRUE(ep.password.empty());
+    ep = parseUrl("redis://cache.internal");
+    EXPECT_EQ(ep.host, "cache.internal");
+    EXPECT_EQ(ep.port, 6379);
+    ep = parseUrl("127.0.0.1:7000"); // a bare host:port, as --redis-cluster takes them
+    EXPECT_EQ(ep.host, "127.0.0.1");
+    EXPECT_EQ(ep.port, 7000);
+    ep = parseUrl("redis://[::1]:6379/2");
+    EXPECT_EQ(ep.host, "::1");
+    EXPECT_EQ(ep.db, 2);
+}
+
+TEST(RedisUrl, Credentials) {
+    auto ep = parseUrl("redis://:s3cret@h:1/3");
+    EXPECT_EQ(ep.user, "");
+    EXPECT_EQ(ep.password, "s3cret");
+    EXPECT_EQ(ep.db, 3);
+    ep = parseUrl("redis://app:p%40ss%3Aword@h:1");
+    EXPECT_EQ(ep.user, "app");
+    EXPECT_EQ(ep.password, "p@ss:word");
+    ep = parseUrl("redis://onlypass@h:1");
+    EXPECT_EQ(ep.password, "onlypass");
+}
+
+TEST(RedisUrl, RefusesWhatItCannotUse) {
+    EXPECT_THROW(parseUrl("rediss://h:6379"), std::invalid_argument);
+    EXPECT_THROW(parseUrl("http://h:6379"), std::invalid_argument);
+    EXPECT_THROW(parseUrl("redis://h:0"), std::invalid_argument);
+    EXPECT_THROW(parseUrl("redis://h:65536"), std::invalid_argument);
+    EXPECT_THROW(parseUrl("redis://h:12x"), std::invalid_argument);
+    EXPECT_THROW(parseUrl("redis://h:1/db"), std::invalid_argument);
+    EXPECT_THROW(parseUrl("redis://h:1/-1"), std::invalid_argument);
+}
+
+TEST(RedisSlot, AsRedisClusterComputesThem) {
+    // Values from `redis-cli CLUSTER KEYSLOT` (Redis 7.0), and the CRC16/XMODEM check value.
+    EXPECT_EQ(keySlot("123456789"), 12739);
+    EXPECT_EQ(keySlot("foo"), 12182);
+    EXPECT_EQ(keySlot("td:{lobby}:x"), 10294);
+}
+
+TEST(RedisSlot, HashTags) {
+    // Every key of a room hashes by the room's name alone.
+    EXPECT_EQ(keySlot("td:{lobby}"), keySlot("lobby"));
+    EXPECT_EQ(keySlot("td:{lobby}:e"), keySlot("td:{lobby}:m"));
+    // An empty tag is no tag: the whole key counts; only the first {...} is a tag. The
+    // numbers are redis-cli CLUSTER KEYSLOT's.
+    EXPECT_EQ(keySlot("a{}b"), 13694);
+    EXPECT_EQ(keySlot("{}x"), 10595);
+    EXPECT_EQ(keySlot("{a}{b}"), 15495);
+    EXPECT_EQ(keySlot("a"), 15495);
+    EXPECT_EQ(keySlot("x{a"), 6541);
+    EXPECT_EQ(keySlot(""), 0);
+}
