@@ -179,9 +179,17 @@ end
 return {cur, 0}
 )lua";
 
-/** open: KEYS room. ARGV newEpoch. -> {epoch, seq}; the room is created if new. */
+/**
+ * open: KEYS room. ARGV newEpoch [, stale epoch]. -> {epoch, seq}; the room is created if new.
+ * With a stale epoch (a history that went back: Redis restored an older copy), a room still
+ * under it takes the new epoch, so that seqs given out twice are never mistaken for each other.
+ */
 inline constexpr const char* openScript = R"lua(
-if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then redis.call('HSET', KEYS[1], 'seq', 0) end
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'seq', 0)
+elseif ARGV[2] and redis.call('HGET', KEYS[1], 'epoch') == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1])
+end
 return {redis.call('HGET', KEYS[1], 'epoch'), tonumber(redis.call('HGET', KEYS[1], 'seq'))}
 )lua";
 

@@ -150,11 +150,29 @@ void RedisStore::begin() {
         // A command connection is back: what the others stored meanwhile is read now.
         for (auto& [room, f] : feeds_)
             if (f->open) fill(*f);
+        checkSettings();
     };
     router_->start();
     ticker_ = std::make_unique<asio::steady_timer>(io);
     tick();
     log(LogLevel::info, "chat store: Redis %s as node %s", options_.cluster ? "Cluster" : "standalone", options_.node.c_str());
+}
+
+void RedisStore::checkSettings() {
+    if (settingsChecked_) return;
+    settingsChecked_ = true;
+    // What makes an acked message survive Redis' own failures (docs/SCALING.md): said once.
+    router_->command("", {"INFO", "persistence"}, [](const redisReply* r) {
+        if (text(r).find("aof_enabled:1") == std::string_view::npos)
+            log(LogLevel::warn, "chat store: Redis runs without AOF (appendonly no): a Redis restart loses acked "
+                                "messages; their rooms then start new histories (docs/SCALING.md)");
+    });
+    router_->command("", {"CONFIG", "GET", "maxmemory-policy"}, [](const redisReply* r) {
+        const auto policy = text(at(r, 1));
+        if (!policy.empty() && policy != "noeviction")
+            log(LogLevel::warn, "chat store: Redis evicts keys (maxmemory-policy %.*s): history may vanish; use noeviction",
+                static_cast<int>(policy.size()), policy.data());
+    });
 }
 
 void RedisStore::tick() {
@@ -229,10 +247,12 @@ void RedisStore::subscribed(const std::string& channel) {
     fill(*f); // subscribed again after a loss: what the channel carried meanwhile
 }
 
-void RedisStore::openFeed(Feed& f) {
+void RedisStore::openFeed(Feed& f, const std::string& stale) {
     if (f.opening || f.open) return;
     f.opening = true;
-    script(openS, {key(f.room), newEpoch()}, 1, [this, room = f.room](const redisReply* r) {
+    std::vector<std::string> ka{key(f.room), newEpoch()};
+    if (!stale.empty()) ka.push_back(stale);
+    script(openS, std::move(ka), 1, [this, room = f.room](const redisReply* r) {
         Feed* fp = feed(room);
         if (!fp) return;
         Feed& f2 = *fp;
@@ -385,6 +405,18 @@ void RedisStore::fill(Feed& f) {
         }
         if (epoch != f2.epoch || f2.delivered != from) return drain(f2); // moved on meanwhile
         const auto latest = static_cast<std::uint64_t>(integer(at(r, 1)));
+        if (latest < f2.delivered) {
+            // Seqs this node handed on are gone, under the same epoch: Redis went back to an
+            // older copy (a restart without AOF, a failover to a replica that lagged). The
+            // room starts a new history rather than give the same seqs to other events.
+            log(LogLevel::error, "chat store: room '%s' is at seq %llu in Redis, %llu were delivered: its data went back",
+                room.c_str(), static_cast<unsigned long long>(latest), static_cast<unsigned long long>(f2.delivered));
+            f2.open = false;
+            f2.reopening = true;
+            const auto stale = f2.epoch;
+            reset(f2, "");
+            return openFeed(f2, stale);
+        }
         const auto oldest = static_cast<std::uint64_t>(integer(at(r, 2)));
         const bool more = integer(at(r, 3)) != 0;
         std::uint64_t first = 0;

@@ -97,12 +97,15 @@ private:
     void run(std::function<void()> f);
     void begin();
     void tick();
+    /** Warns of Redis settings under which acked messages can be lost. */
+    void checkSettings();
     void script(Script s, std::vector<std::string> keysAndArgs, std::size_t keys, redis::Callback cb);
 
     Feed* feed(const std::string& room);
     void subscribed(const std::string& channel);
     void message(std::string_view channel, std::string_view payload);
-    void openFeed(Feed& f);
+    /** Reads the room's position (creating the room, or replacing a `stale` epoch). */
+    void openFeed(Feed& f, const std::string& stale = {});
     void finishOpen(Feed& f, StoreStatus st);
     void offer(Feed& f, const std::string& epoch, Incoming in);
     void drain(Feed& f);
@@ -119,6 +122,7 @@ private:
     std::uint64_t tokens_ = 0;
     std::uint32_t ticks_ = 0;
     bool started_ = false;
+    bool settingsChecked_ = false;
     std::atomic<bool> closed_{false};
     StoreCounters counters_;
 };
