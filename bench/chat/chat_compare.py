@@ -51,8 +51,10 @@ import json
 import os
 import platform
 import shutil
+import select
 import signal
 import socket
+import threading
 import subprocess
 import sys
 import tempfile
@@ -630,6 +632,36 @@ class RedisServer:
                         out[name] = int(kv[len("calls="):])
         return out
 
+    def monitor(self, seconds):
+        """MONITOR for `seconds` (bounded, and at most 64 MiB read): {(source, command): count},
+        source "client" for a command a client sent, "script" for one a Lua script ran."""
+        counts, buf, got = {}, b"", 0
+        deadline = time.monotonic() + seconds
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"MONITOR\r\n")
+            while got < 64 << 20:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                ready, _, _ = select.select([s], [], [], left)
+                if not ready:
+                    continue
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    break
+                got += len(chunk)
+                buf += chunk
+                *lines, buf = buf.split(b"\r\n")
+                for line in lines:
+                    # +1796139141.898564 [0 127.0.0.1:42520] "EVALSHA" "..." / [0 lua] "HGET" ...
+                    head, _, rest = line.partition(b"] \"")
+                    if not rest:
+                        continue
+                    src = "script" if head.endswith(b" lua") else "client"
+                    cmd = rest.split(b"\"", 1)[0].decode(errors="replace").lower()
+                    counts[(src, cmd)] = counts.get((src, cmd), 0) + 1
+        return counts
+
     def stop(self):
         if self.proc:
             ec.stop(self.proc, grace=5)
@@ -701,7 +733,8 @@ def run_redis_case(args, kind, rate, logdir):
         cmd = [args.bin_dir / "chat_load", "--proto", nodes[0].proto, "--host", "127.0.0.1",
                "--port", ",".join(str(n.port) for n in nodes), "--source-ips", SOURCE_IPS, "--json"] + extra
         p = ec.spawn(cmd, LOADGEN_CPU, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=nodes[0].log)
-        s0 = s1 = res = None
+        s0 = s1 = res = monitor = None
+        mon, mon_secs = {}, 0
         try:
             reader = ec.LineReader(p.stdout)
             deadline = time.monotonic() + args.connect_timeout + args.warmup + args.seconds + args.drain + 60
@@ -715,6 +748,17 @@ def run_redis_case(args, kind, rate, logdir):
                     s0 = Sample(nodes, redis)
                 elif line == "# window end" and s0:
                     s1 = Sample(nodes, redis)
+                    # Which commands clients send and which scripts run: MONITOR during the drain,
+                    # after the window (it costs Redis CPU of its own).
+                    mon_secs = min(1.0, args.drain / 2)
+                    if mon_secs > 0:
+                        def watch():
+                            try:
+                                mon["counts"] = redis.monitor(mon_secs)
+                            except (OSError, BenchError) as e:
+                                mon["error"] = str(e)
+                        monitor = threading.Thread(target=watch, daemon=True)
+                        monitor.start()
                 elif line.startswith("{"):
                     res = json.loads(line)
                     break
@@ -722,6 +766,8 @@ def run_redis_case(args, kind, rate, logdir):
             p.wait(timeout=30)
         finally:
             ec.stop(p)
+            if monitor:
+                monitor.join(timeout=mon_secs + 10)
         dead = [n.name for n in nodes if not n.alive()] + ([redis.name] if not redis.alive() else [])
         if dead:
             row["error"] = "died: " + ", ".join(dead) + " (see the logs)"
@@ -751,6 +797,13 @@ def run_redis_case(args, kind, rate, logdir):
                    cross_per_server_cpu_second=cross / cpu if cpu else None,
                    cross_per_cpu_second_with_redis=cross / (cpu + rcpu) if cpu + rcpu else None,
                    window_lost=res["window_owed"] - res["window_delivered"])
+        if mon.get("counts") and res["sends_per_sec"]:
+            # Per send at the window's send rate (the load goes on unchanged through the drain).
+            n = res["sends_per_sec"] * mon_secs
+            row["monitor_seconds"] = mon_secs
+            row["monitor_per_send"] = {f"{src}:{c}": v / n for (src, c), v in mon["counts"].items()}
+        elif mon.get("error"):
+            row["monitor_error"] = mon["error"]
     except (BenchError, OSError, subprocess.TimeoutExpired, ValueError) as e:
         row["error"] = str(e)
     finally:
@@ -806,6 +859,13 @@ def redis_table(args, rows):
             if r.get("redis_memory_growth_per_send") is not None:
                 print(f" Redis memory grew {r['redis_memory_growth_per_send']:,.0f} B per send.", end="")
             print(f" Per node CPU: {', '.join(f'{c:.2f} s' for c in r['node_cpu_seconds'])}.")
+        if r.get("monitor_per_send"):
+            per = r["monitor_per_send"]
+            for src, what in (("client", "sent by the nodes"), ("script", "run inside scripts")):
+                parts = ", ".join(f"{k.split(':', 1)[1]} {v:.2f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1])
+                                  if k.startswith(src + ":"))
+                print(f"  {what} (MONITOR for {r['monitor_seconds']:g} s of the drain, per send at the window's rate): "
+                      f"{parts or 'none'}.")
         if "error" in r:
             print(f"\nNote: {r['server']} at {r['rate']:g}: {r['error']}")
     for rate in args.redis_rates:
@@ -815,6 +875,9 @@ def redis_table(args, rows):
             if r is None:
                 continue
             L = r["load"]
+            if L.get("unacked"):
+                print(f"\nNote: {r['server']}: {L['unacked']:,} sends (warm-up, window and drain) were never answered: "
+                      "no ack, no refusal, by the end of the run.")
             if r["window_lost"] > 0:
                 print(f"\nNote: {r['server']}: {r['window_lost']:,} of the {L['window_owed']:,} deliveries owed for the "
                       f"window's sends had not arrived {args.drain:g} s after it (lost, or that late).")
