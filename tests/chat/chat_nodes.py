@@ -1,0 +1,157 @@
+"""Several tongdao-server nodes on one Redis, for the Redis system tests: the Redis (a
+standalone redis-server or a three-master Redis Cluster, tests/support/redis_fixture.py)
+and the nodes (chat_support.ChatServer with --redis URL or --redis-cluster SEEDS in place of
+--data-dir, and --node-id NAME), each on a free loopback port, stopped by its pid.
+"""
+
+import os
+import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+from chat_support import ChatServer  # noqa: E402
+import redis_fixture  # noqa: E402
+from redis_fixture import RedisCluster, RedisServer  # noqa: E402
+
+
+class Redis:
+    """The Redis the nodes share: standalone (`--redis redis://127.0.0.1:P`) or a cluster of
+    three masters (`--redis-cluster` with a different subset of the masters as seeds for each
+    node). The same calls for both: start/astart, kill9, flushall, clients, subscribers."""
+
+    def __init__(self, cluster=False, appendonly=True, appendfsync="always"):
+        self.cluster = cluster
+        if cluster:
+            self.impl = RedisCluster(appendonly=appendonly, appendfsync=appendfsync)
+        else:
+            self.impl = RedisServer(appendonly=appendonly, appendfsync=appendfsync)
+
+    def engine_args(self, index):
+        """The engine option of node `index`."""
+        if not self.cluster:
+            return ["--redis", self.impl.url()]
+        n = len(self.impl.nodes)
+        subsets = [None, [index % n], [index % n, (index + 1) % n]]  # all, one, two of the masters
+        return ["--redis-cluster", self.impl.seeds(subsets[index % len(subsets)])]
+
+    def describe(self):
+        if self.cluster:
+            return f"Redis Cluster {self.impl.seeds()} (dirs {', '.join(n.dir for n in self.impl.nodes)})"
+        return f"redis-server {self.impl.address()} (dir {self.impl.dir})"
+
+    def servers(self):
+        return self.impl.nodes if self.cluster else [self.impl]
+
+    def start(self):
+        self.impl.start()
+        return self
+
+    async def astart(self):
+        await self.impl.astart()
+        return self
+
+    def running(self):
+        return self.impl.running()
+
+    def kill9(self):
+        self.impl.kill9()
+
+    def close(self):
+        self.impl.close()
+
+    def flushall(self):
+        self.impl.flushall()
+
+    def clients(self):
+        return self.impl.clients()
+
+    def subscribers(self):
+        return self.impl.subscribers()
+
+    def kill_client(self, client):
+        return self.impl.kill_client(client)
+
+    def commandstats(self):
+        return self.impl.commandstats()
+
+    def output(self):
+        return self.impl.output()
+
+
+class ChatNode(ChatServer):
+    """tongdao-server --anonymous as one node on a shared Redis: the engine options in place of
+    --data-dir, and --node-id. Restarts keep port and node id."""
+
+    def __init__(self, path, *args, engine_args, node_id, **kw):
+        super().__init__(path, *args, **kw)
+        self.engine_args = [str(a) for a in engine_args]
+        self.node_id = node_id
+
+    def command(self):
+        cmd = [self.path, "--host", "127.0.0.1", "--port", str(self.port), "--threads", str(self.threads),
+               "--log-level", self.log_level]
+        if self.anonymous:
+            cmd.append("--anonymous")
+        return cmd + self.engine_args + ["--node-id", self.node_id] + self.args
+
+    def __repr__(self):
+        return f"{self.node_id} (port {self.port})"
+
+
+def make_nodes(path, redis, count, *args, prefix="node", **kw):
+    """`count` nodes (not started) named PREFIX-0.. on `redis`, each with `args`."""
+    return [ChatNode(path, *args, engine_args=redis.engine_args(i), node_id=f"{prefix}-{i}", **kw)
+            for i in range(count)]
+
+
+def require_redis(cluster=False):
+    redis_fixture.require_redis(cluster)
+
+
+def local_ports(pid):
+    """The local TCP ports of the sockets process `pid` holds (from /proc; empty if unreadable)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return set()
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f, None)
+                for line in f:
+                    parts = line.split()
+                    if len(parts) > 9 and parts[9] in inodes:
+                        ports.add(int(parts[1].rsplit(":", 1)[1], 16))
+        except OSError:
+            continue
+    return ports
+
+
+def redis_connections_of(redis, node):
+    """The entries of CLIENT LIST (of every Redis process) that are connections of `node`:
+    named tongdao:NODE:... when the engine names them, else found by their client port
+    among the sockets the node's process holds."""
+    clients = redis.clients()
+    named = [c for c in clients if c.get("name", "").startswith(f"tongdao:{node.node_id}:")]
+    if named:
+        return named
+    if not node.running():
+        return []
+    ports = local_ports(node.proc.pid)
+    return [c for c in clients if c.get("addr", "").rpartition(":")[2].isdigit()
+            and int(c["addr"].rpartition(":")[2]) in ports]
+
+
+def node_subscribers(redis, node):
+    """The connections of `node` in subscriber mode (redis_fixture.is_subscriber)."""
+    return [c for c in redis_connections_of(redis, node) if redis_fixture.is_subscriber(c)]
