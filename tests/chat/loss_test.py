@@ -326,6 +326,9 @@ class LossClient:
                 conn = await self.connect()
                 try:
                     await self.session(conn)
+                except cs.wse.ConnectionClosed:
+                    # websockets' close() raises it when the server dies during the close handshake
+                    self.t.stats["connections lost during a clean close"] += 1
                 finally:
                     if not conn.closed:
                         await conn.cut("rst")
