@@ -155,10 +155,12 @@ local rs = redis.call('HGET', members, user)
 if not rs then return {0, 0, 0, epoch, seq} end
 local unread = 0
 if tonumber(rs) < seq then
+  -- Deleted messages are not unread; most rooms have no edits or deletes to look up.
+  local anyStates = redis.call('HLEN', states) > 0
   for _, e in ipairs(redis.call('XRANGE', stream, '(' .. rs .. '-0', '+', 'COUNT', tonumber(ARGV[4]))) do
     local f = e[2]
     if f[2] == '0' and f[8] ~= user then
-      local st = redis.call('HGET', states, string.match(e[1], '^(%d+)'))
+      local st = anyStates and redis.call('HGET', states, string.match(e[1], '^(%d+)'))
       if not st or string.sub(st, 1, 1) ~= '2' then unread = unread + 1 end
     end
   end

@@ -183,6 +183,7 @@ void RedisStore::tick() {
         const bool check = ++ticks_ % 5 == 0;
         for (auto& [room, f] : feeds_) {
             if (!f->open && !f->waiters.empty() && now - f->openSince > openTimeoutMs) finishOpen(*f, StoreStatus::unavailable);
+            settleSyncs(*f, false); // those waiting too long go on with what is there
             // The tail no channel message announced (the last one lost with a connection).
             if (check && f->open) fill(*f);
         }
@@ -310,7 +311,7 @@ void RedisStore::message(std::string_view channel, std::string_view payload) {
         s.name = p[3];
         s.user = p[4];
     } else if (payload[0] == 'T' && splitFields(payload, 2, p)) {
-        s.kind = Signal::Kind::typing;
+        s.kind = Signal::Kind::relay;
         s.node = p[1];
         s.event = p[2];
     } else {
@@ -376,6 +377,34 @@ void RedisStore::drain(Feed& f) {
     }
     // A seq missing before what arrived: the channel lost it; the stream has it.
     if (!f.ahead.empty() && f.ahead.begin()->first > f.delivered + 1) fill(f);
+    settleSyncs(f, false);
+}
+
+void RedisStore::settleSyncs(Feed& f, bool all) {
+    if (f.syncs.empty()) return;
+    const auto now = steadyMs();
+    std::vector<std::function<void()>> ready;
+    std::erase_if(f.syncs, [&](Feed::Sync& s) {
+        if (!all && s.upTo > f.delivered && now - s.since < openTimeoutMs) return false;
+        ready.push_back(std::move(s.done));
+        return true;
+    });
+    for (auto& d : ready) d();
+}
+
+void RedisStore::sync(std::string room, std::function<void()> done) {
+    if (closed_) return done();
+    run([this, room = std::move(room), done = std::move(done)]() mutable {
+        Feed* f = feed(room);
+        if (!f || !f->open) return done();
+        router_->command(key(room), {"HGET", key(room), "seq"}, [this, room, done = std::move(done)](const redisReply* r) mutable {
+            Feed* f2 = feed(room);
+            const auto latest = static_cast<std::uint64_t>(integer(r));
+            if (!f2 || !f2->open || isError(r) || latest <= f2->delivered) return done();
+            f2->syncs.push_back({latest, steadyMs(), std::move(done)});
+            fill(*f2);
+        });
+    });
 }
 
 void RedisStore::fill(Feed& f) {
@@ -458,6 +487,7 @@ void RedisStore::reset(Feed& f, const std::string& epoch) {
         res.fanOut = false;
         done(std::move(res));
     }
+    settleSyncs(f, true);
     if (listener_ && !epoch.empty()) listener_->roomReset(f.room, epoch);
 }
 

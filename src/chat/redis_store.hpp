@@ -61,6 +61,7 @@ public:
     void signal(std::string room, Signal s) override;
     void presenceSync(std::string room, std::vector<std::pair<std::string, std::string>> local,
                       std::function<void(StoreStatus, std::vector<PresenceEntry>)> done) override;
+    void sync(std::string room, std::function<void()> done) override;
 
     /** Unread counts stop at this many events scanned (docs/SCALING.md). */
     static constexpr int unreadScanCap = 10000;
@@ -91,6 +92,12 @@ private:
         std::map<std::uint64_t, Incoming> ahead;
         std::unordered_map<std::uint64_t, Mine> mine;
         std::vector<std::function<void(StoreStatus, RoomInfo)>> waiters;
+        struct Sync {
+            std::uint64_t upTo = 0; ///< done once delivered reaches it
+            std::int64_t since = 0;
+            std::function<void()> done;
+        };
+        std::vector<Sync> syncs;
     };
 
     /** Runs `f` on the store's loop (at once when called there), starting the store first. */
@@ -111,6 +118,8 @@ private:
     void drain(Feed& f);
     void fill(Feed& f);
     void reset(Feed& f, const std::string& epoch);
+    /** Answers the syncs the feed has reached (`all`: every one, and those waiting too long). */
+    void settleSyncs(Feed& f, bool all);
     void ownReply(Feed* f, std::uint64_t token, AppendResult result, const std::string& epoch);
 
     RedisOptions options_;

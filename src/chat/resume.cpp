@@ -45,8 +45,18 @@ void Service::Impl::startJoin(Session& s, std::shared_ptr<JoinContext> jc) {
         s.rooms.emplace(jc->room, jr);
         ++here().local[jc->room].sessions;
     }
-    onLoop(roomLoop(jc->room), [this, jc, user = s.user, name = s.name] {
+    joinAtRoom(jc, s.user, s.name);
+}
+
+void Service::Impl::joinAtRoom(std::shared_ptr<JoinContext> jc, std::string user, std::string name) {
+    onLoop(roomLoop(jc->room), [this, jc, user = std::move(user), name = std::move(name)] {
         withRoom(jc->room, [this, jc, user, name](Room* room) {
+            if (room && store->shared() && jc->hasSince && !jc->synced && jc->since > room->seq) {
+                // A resume past this node's position: another node stored more than this one
+                // has handed on yet (its subscription was down). Caught up first, then joined.
+                jc->synced = true;
+                return store->sync(jc->room, [this, jc, user, name] { joinAtRoom(jc, user, name); });
+            }
             if (!room) {
                 return toSession(jc->sid, [this, jc](Session& self) {
                     jc->failed = true;

@@ -47,8 +47,10 @@ void Service::Impl::announcePresence(Room& room, const std::string& user, const 
 
 void Service::Impl::localPresence(Room& room, const std::string& user, const std::string& name, bool join) {
     if (store->shared()) {
+        // The entry first, then the signal (one connection, one order): a node that opens
+        // the room after the signal went finds the entry.
+        presenceSync(room);
         store->signal(room.name, Signal{Signal::Kind::presence, store->node(), user, name, join, {}});
-        room.nextPresenceSync = 0; // the entry follows soon: a node that opens the room sees it
         if (room.remote.contains(user)) return; // online elsewhere all along
     }
     announcePresence(room, user, name, join);
@@ -73,43 +75,54 @@ void Service::Impl::remotePresence(Room& room, const std::string& node, const st
     if (before != onlineAnywhere(room, user)) announcePresence(room, user, name, join);
 }
 
-void Service::Impl::presenceSync(Room& room) {
-    if (room.presenceSyncing) return;
+void Service::Impl::presenceSync(Room& room, std::function<void()> then) {
+    if (room.presenceSyncing) {
+        room.presenceAgain = true;
+        if (then) then();
+        return;
+    }
     room.presenceSyncing = true;
+    room.presenceAgain = false;
     std::vector<std::pair<std::string, std::string>> local;
     local.reserve(room.online.size());
     for (const auto& [user, on] : room.online) local.emplace_back(user, on.name);
-    store->presenceSync(room.name, std::move(local), [this, name = room.name](StoreStatus st, std::vector<PresenceEntry> entries) {
-        onLoop(roomLoop(name), [this, name, st, entries = std::move(entries)] {
+    store->presenceSync(room.name, std::move(local), [this, name = room.name, then = std::move(then)](StoreStatus st, std::vector<PresenceEntry> entries) mutable {
+        onLoop(roomLoop(name), [this, name, st, entries = std::move(entries), then = std::move(then)] {
             Shard& sh = here();
             const auto it = sh.rooms.find(name);
             if (it == sh.rooms.end()) return;
             Room& r = *it->second;
             r.presenceSyncing = false;
-            if (st != StoreStatus::ok) return;
-            const auto now = steadyMs();
-            std::unordered_set<std::string> seen;
-            for (const auto& e : entries) {
-                const auto k = e.user + "\n" + e.node;
-                seen.insert(k);
-                const auto g = r.remoteGone.find(k);
-                if (g != r.remoteGone.end() && now - g->second < signalWinsMs) continue; // it left since
-                const auto ru = r.remote.find(e.user);
-                if (ru == r.remote.end() || !ru->second.nodes.contains(e.node)) remotePresence(r, e.node, e.user, e.name, true);
-            }
-            // Entries of other nodes the store no longer has: expired (a node that died), unless
-            // a signal told of them after the store was read.
-            std::vector<std::pair<std::string, std::string>> expired;
-            for (const auto& [user, ru] : r.remote)
-                for (const auto& [node, at] : ru.nodes)
-                    if (!seen.contains(user + "\n" + node) && now - at >= signalWinsMs) expired.emplace_back(user, node);
-            for (const auto& [user, node] : expired) {
-                const auto name2 = r.remote[user].name;
-                remotePresence(r, node, user, name2, false);
-            }
-            std::erase_if(r.remoteGone, [now](const auto& g) { return now - g.second >= signalWinsMs; });
+            reconcilePresence(r, st, entries);
+            if (then) then();
+            if (r.presenceAgain) presenceSync(r);
         });
     });
+}
+
+void Service::Impl::reconcilePresence(Room& r, StoreStatus st, const std::vector<PresenceEntry>& entries) {
+    if (st != StoreStatus::ok) return;
+    const auto now = steadyMs();
+    std::unordered_set<std::string> seen;
+    for (const auto& e : entries) {
+        const auto k = e.user + "\n" + e.node;
+        seen.insert(k);
+        const auto g = r.remoteGone.find(k);
+        if (g != r.remoteGone.end() && now - g->second < signalWinsMs) continue; // it left since
+        const auto ru = r.remote.find(e.user);
+        if (ru == r.remote.end() || !ru->second.nodes.contains(e.node)) remotePresence(r, e.node, e.user, e.name, true);
+    }
+    // Entries of other nodes the store no longer has: expired (a node that died), unless
+    // a signal told of them after the store was read.
+    std::vector<std::pair<std::string, std::string>> expired;
+    for (const auto& [user, ru] : r.remote)
+        for (const auto& [node, at] : ru.nodes)
+            if (!seen.contains(user + "\n" + node) && now - at >= signalWinsMs) expired.emplace_back(user, node);
+    for (const auto& [user, node] : expired) {
+        const auto name2 = r.remote[user].name;
+        remotePresence(r, node, user, name2, false);
+    }
+    std::erase_if(r.remoteGone, [now](const auto& g) { return now - g.second >= signalWinsMs; });
 }
 
 void Service::Impl::withRoom(const std::string& name, std::function<void(Room*)> f) {
@@ -140,10 +153,20 @@ void Service::Impl::withRoom(const std::string& name, std::function<void(Room*)>
                 for (auto& w : waiting) w(nullptr);
                 return;
             }
-            opened->state = Room::State::open;
             opened->epoch = info.epoch;
             opened->seq = std::max(opened->seq, info.seq);
-            for (auto& w : waiting) w(opened);
+            auto ready = [opened, waiting = std::move(waiting)]() mutable {
+                opened->state = Room::State::open;
+                for (auto& w : waiting) w(opened);
+            };
+            // Several nodes: who is online elsewhere is known before the first join here.
+            if (!store->shared()) return ready();
+            opened->waiting = {}; // joins that come meanwhile wait too
+            presenceSync(*opened, [opened, ready = std::move(ready)]() mutable {
+                auto later = std::move(opened->waiting);
+                ready();
+                for (auto& w : later) w(opened);
+            });
         });
     });
 }
@@ -259,6 +282,11 @@ void Service::Impl::roomBroadcast(Room& room, std::string event, SessionId excep
     }
 }
 
+void Service::Impl::roomRelay(Room& room, std::string event, SessionId except) {
+    if (store->shared()) store->signal(room.name, Signal{Signal::Kind::relay, store->node(), {}, {}, false, event});
+    roomBroadcast(room, std::move(event), except);
+}
+
 void Service::Impl::roomTyping(Room& room, SessionId sid, const std::string& user, const std::string& name,
                                bool active) {
     if (!room.members.contains(sid)) return;
@@ -271,9 +299,7 @@ void Service::Impl::roomTyping(Room& room, SessionId sid, const std::string& use
     JsonOut o;
     o.str("op", "typing").str("room", room.name).str("user", user).str("name", name).boolean("active", active);
     o.num("expiresMs", 5000);
-    auto event = o.done();
-    if (store->shared()) store->signal(room.name, Signal{Signal::Kind::typing, store->node(), {}, {}, false, event});
-    roomBroadcast(room, std::move(event), sid);
+    roomRelay(room, o.done(), sid);
 }
 
 void Service::Impl::deliverLocal(const std::string& room, std::uint64_t seq, const std::string& event,
@@ -290,8 +316,9 @@ void Service::Impl::deliverLocal(const std::string& room, std::uint64_t seq, con
             const auto jr = s->rooms.find(room);
             if (jr != s->rooms.end() && jr->second.phase == JoinedRoom::Phase::live) skip = s->ws;
         }
-    server.publishLocal("r/" + room, event, MessageKind::text, skip);
+    // Counted first: a send may close another connection, whose leave can free `lr`.
     metrics.deliveries.fetch_add(lr.live - (skip ? 1 : 0), std::memory_order_relaxed);
+    server.publishLocal("r/" + room, event, MessageKind::text, skip);
 }
 
 // --- several nodes -------------------------------------------------------------------------------
@@ -312,7 +339,7 @@ void Service::Impl::remoteSignal(const std::string& room, Signal s) {
         const auto it = sh.rooms.find(room);
         if (it == sh.rooms.end() || it->second->state != Room::State::open) return;
         Room& r = *it->second;
-        if (s.kind == Signal::Kind::typing) return roomBroadcast(r, s.event, 0);
+        if (s.kind == Signal::Kind::relay) return roomBroadcast(r, s.event, 0);
         remotePresence(r, s.node, s.user, s.name, s.join);
     });
 }

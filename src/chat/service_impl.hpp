@@ -79,6 +79,7 @@ struct Room {
     std::unordered_map<std::string, std::int64_t> remoteGone; ///< user "\n" node -> steady ms it left
     std::uint32_t nextPresenceSync = 0; ///< loop time of the next presence refresh (several nodes)
     bool presenceSyncing = false;
+    bool presenceAgain = false; ///< a change came while a refresh was out: another follows
 };
 
 /** One connection's view of a room it joined. */
@@ -189,6 +190,8 @@ struct Service::Impl final : StoreListener {
                     std::function<void(const AppendResult&)> ack, SessionId except);
     /** An ephemeral event to the room's member connections, on every loop, but `except`. */
     void roomBroadcast(Room& room, std::string event, SessionId except);
+    /** The same, and to the members on the other nodes (typing, read). */
+    void roomRelay(Room& room, std::string event, SessionId except);
     void roomTyping(Room& room, SessionId sid, const std::string& user, const std::string& name, bool active);
     void presenceTick(Shard& sh);
     /** A user came online in the room on this node, or went offline: the members (and the
@@ -199,8 +202,9 @@ struct Service::Impl final : StoreListener {
     bool onlineAnywhere(const Room& room, const std::string& user) const;
     std::size_t onlineCount(const Room& room) const;
     void remotePresence(Room& room, const std::string& node, const std::string& user, const std::string& name, bool join);
-    /** Refreshes this node's presence entries of the room and learns the other nodes'. */
-    void presenceSync(Room& room);
+    /** Refreshes this node's presence entries of the room and learns the other nodes'; then `then`. */
+    void presenceSync(Room& room, std::function<void()> then = {});
+    void reconcilePresence(Room& room, StoreStatus st, const std::vector<PresenceEntry>& entries);
 
     // --- several nodes: what the shared store reports (StoreListener) ---------------------
     void remoteStored(AppendResult result) override;
@@ -238,6 +242,8 @@ struct Service::Impl final : StoreListener {
     struct JoinContext;
     struct HelloState;
     void startJoin(Session& s, std::shared_ptr<JoinContext> jc);
+    /** The room's part of a join, on the room's loop. */
+    void joinAtRoom(std::shared_ptr<JoinContext> jc, std::string user, std::string name);
     void joinGranted(Session& s, std::shared_ptr<JoinContext> jc);
     void joinRead(Session& s, std::shared_ptr<JoinContext> jc);
     void joinComplete(Session& s, std::shared_ptr<JoinContext> jc);
@@ -262,6 +268,7 @@ struct Service::Impl::JoinContext {
     std::string epochGiven;
     std::shared_ptr<HelloState> hello; ///< set when part of a hello
     std::uint32_t gen = 0;             ///< the JoinedRoom's readGen when this join made it
+    bool synced = false;               ///< the room's position was brought up to the store's
     // Filled in on the way.
     bool failed = false;
     Code code = Code::internal;

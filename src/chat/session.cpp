@@ -381,7 +381,7 @@ void Service::Impl::read(Session& s, Request& req) {
                                 if (!r) return;
                                 JsonOut o;
                                 o.str("op", "read").str("room", r->name).str("user", user).num("seq", mark);
-                                roomBroadcast(*r, o.done(), 0);
+                                roomRelay(*r, o.done(), 0);
                             });
                         });
                     });

@@ -121,11 +121,12 @@ struct StoreStats {
 
 /** What one node tells the others of a room, through a shared store: not stored. */
 struct Signal {
-    enum class Kind : std::uint8_t { presence, typing } kind = Kind::presence;
+    /** presence: a user online or not on the sender; relay: an event for every member (typing, read). */
+    enum class Kind : std::uint8_t { presence, relay } kind = Kind::presence;
     std::string node; ///< the sender
     std::string user, name;
     bool join = false; ///< presence: came online (true) or went offline
-    std::string event; ///< typing: the event to relay, as JSON
+    std::string event; ///< relay: the event, as JSON
 };
 
 /** A user online on another node, as a shared store keeps it. */
@@ -205,12 +206,20 @@ public:
     virtual std::string node() const { return {}; }
     /** Where remote events go, for the rooms opened with `openRoom`. Set before any call. */
     virtual void setListener(StoreListener* listener) { (void)listener; }
-    /** Tells the other nodes' members of the room (presence, typing); best effort. */
+    /** Tells the other nodes' members of the room (presence, typing, read); best effort. */
     virtual void signal(std::string room, Signal s) { (void)room, (void)s; }
     /**
      * Refreshes this node's presence entries of a room to `local` (user, name) and answers
      * with the other nodes' live entries; a node's entries expire unless it refreshes them.
      */
+    /**
+     * Calls back once this node has handed on every event the store had when asked (a node
+     * may lag behind the store: a resume past its position waits for it).
+     */
+    virtual void sync(std::string room, std::function<void()> done) {
+        (void)room;
+        done();
+    }
     virtual void presenceSync(std::string room, std::vector<std::pair<std::string, std::string>> local,
                               std::function<void(StoreStatus, std::vector<PresenceEntry>)> done) {
         (void)room, (void)local;
