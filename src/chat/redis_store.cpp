@@ -539,7 +539,8 @@ void RedisStore::append(AppendRequest req, std::function<void(AppendResult)> don
                 }
             }
             if (done) return done(std::move(res)); // a room not open here: nothing to order
-            ownReply(feed(res.room), token, std::move(res), epoch);
+            Feed* f2 = feed(res.room); // before `res` is moved into the call
+            ownReply(f2, token, std::move(res), epoch);
         };
         script(appendS, std::move(ka), 5, std::move(reply));
     });
