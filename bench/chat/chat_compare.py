@@ -622,14 +622,14 @@ class RedisServer:
         return out
 
     def commandstats(self):
-        """{command: calls} from INFO commandstats (cmdstat_evalsha:calls=N,usec=...)."""
+        """{command: (calls, usec)} from INFO commandstats (cmdstat_evalsha:calls=N,usec=U,...);
+        a script's usec includes the commands it runs, which have their own lines too."""
         out = {}
         for line in (self.command("INFO", "commandstats") or "").splitlines():
             if line.startswith("cmdstat_") and ":" in line:
                 name, fields = line[len("cmdstat_"):].split(":", 1)
-                for kv in fields.split(","):
-                    if kv.startswith("calls="):
-                        out[name] = int(kv[len("calls="):])
+                kv = dict(f.split("=", 1) for f in fields.split(",") if "=" in f)
+                out[name] = (int(kv.get("calls", 0)), int(kv.get("usec", 0)))
         return out
 
     def monitor(self, seconds):
@@ -760,6 +760,8 @@ def run_redis_case(args, kind, rate, logdir):
                         monitor = threading.Thread(target=watch, daemon=True)
                         monitor.start()
                 elif line.startswith("{"):
+                    if s0 and s1 is None:  # --drain 0: the window ended with this line
+                        s1 = Sample(nodes, redis)
                     res = json.loads(line)
                     break
             p.stdin.close()
@@ -781,9 +783,13 @@ def run_redis_case(args, kind, rate, logdir):
         node_cpu = [(b - a) / CLK_TCK for a, b in zip(s0.nodes, s1.nodes)]
         cpu = sum(node_cpu)
         rcpu = (s1.redis - s0.redis) / CLK_TCK
-        cmds = {c: s1.cmds.get(c, 0) - s0.cmds.get(c, 0) for c in s1.cmds}
+        cmds = {c: s1.cmds[c][0] - s0.cmds.get(c, (0, 0))[0] for c in s1.cmds}
         cmds.pop("info", None)  # the two samples' own INFO calls
         cmds = {c: v for c, v in cmds.items() if v > 0}
+        # Time Redis spent executing what clients sent (scripts whole), from commandstats' usec:
+        # a script's usec holds those of the commands it runs, so only top-level ones are summed.
+        scripted = {"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"}
+        usec = {c: s1.cmds[c][1] - s0.cmds.get(c, (0, 0))[1] for c in s1.cmds if c != "info"}
         sends = res["sends"] or 0
         cross = res["cross_deliveries"]
         row.update(node_cpu_seconds=node_cpu, server_cpu_seconds=cpu, server_cpu_util=cpu / secs,
@@ -793,10 +799,18 @@ def run_redis_case(args, kind, rate, logdir):
                    redis_commands_per_send=sum(cmds.values()) / sends if sends else None,
                    redis_commands_per_send_by_command={c: v / sends for c, v in cmds.items()} if sends else {},
                    redis_cpu_us_per_send=rcpu / sends * 1e6 if sends else None,
+                   redis_usec_by_command=usec,
                    redis_memory_growth_per_send=(s1.mem - s0.mem) / sends if sends and s0.mem and s1.mem else None,
                    cross_per_server_cpu_second=cross / cpu if cpu else None,
                    cross_per_cpu_second_with_redis=cross / (cpu + rcpu) if cpu + rcpu else None,
                    window_lost=res["window_owed"] - res["window_delivered"])
+        # The top-level commands are those MONITOR saw the nodes send (and any script); without
+        # MONITOR (--drain 0) they cannot be told from those scripts ran, and this is left out.
+        top = None
+        if mon.get("counts"):
+            top = {c for (src, c) in mon["counts"] if src == "client"} | (scripted & set(usec))
+        if top and sends:
+            row["redis_command_us_per_send"] = sum(v for c, v in usec.items() if c in top) / sends
         if mon.get("counts") and res["sends_per_sec"]:
             # Per send at the window's send rate (the load goes on unchanged through the drain).
             n = res["sends_per_sec"] * mon_secs
@@ -856,6 +870,9 @@ def redis_table(args, rows):
             parts = ", ".join(f"{c} {v:.2f}" for c, v in sorted(per.items(), key=lambda kv: -kv[1]))
             print(f"\nRedis commands per send, {r['server']} at {r['rate']:g} msg/s per member (INFO commandstats over "
                   f"the window; commands a script runs count too): {parts}.", end="")
+            if r.get("redis_command_us_per_send") is not None:
+                print(f" Redis spent {r['redis_command_us_per_send']:.1f} µs per send executing the nodes' commands "
+                      "(commandstats usec; the rest of its CPU is network I/O and its event loop).", end="")
             if r.get("redis_memory_growth_per_send") is not None:
                 print(f" Redis memory grew {r['redis_memory_growth_per_send']:,.0f} B per send.", end="")
             print(f" Per node CPU: {', '.join(f'{c:.2f} s' for c in r['node_cpu_seconds'])}.")
