@@ -6,6 +6,7 @@
 #   make build   Release build into build/release (binaries in build/release/bin/)
 #   make fuzz    run every fuzz target for FUZZ_SECONDS each (default 60)
 #   make bench   build Release and run the micro-benchmarks
+#   make deb     the Debian packages (docs/INSTALL.md) into build/deb
 
 SHELL      := /bin/bash
 JOBS       ?= $(shell nproc)
@@ -14,8 +15,9 @@ RUN_ARGS   ?=
 
 RELEASE := build/release
 ASAN    := build/asan
+DEB     := build/deb
 
-.PHONY: all deps deps-build build asan run test test-asan test-release fuzz bench clean
+.PHONY: all deps deps-build build asan run test test-asan test-release fuzz bench deb clean
 
 all: build
 
@@ -31,6 +33,11 @@ $(RELEASE)/build.ninja:
 $(ASAN)/build.ninja:
 	CC=clang CXX=clang++ cmake -S . -B $(ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug \
 	  -DTONGDAO_SANITIZE=ON -DTONGDAO_FUZZ=ON -DTONGDAO_WERROR=ON
+
+# Release for /usr (the multiarch library directory), without tests and benchmarks.
+$(DEB)/build.ninja:
+	cmake -S . -B $(DEB) -G Ninja -DCMAKE_BUILD_TYPE=Release -DTONGDAO_WERROR=ON \
+	  -DCMAKE_INSTALL_PREFIX=/usr -DTONGDAO_TESTS=OFF -DTONGDAO_BENCH=OFF
 
 # A tree configured before node_modules/typescript existed has no web/ targets: configure it again.
 web-reconfigure = if [ -f node_modules/typescript/bin/tsc ] && ! grep -q '^build web_page:' $(1)/build.ninja; then \
@@ -72,6 +79,12 @@ fuzz: asan
 
 bench: build
 	@for b in $(RELEASE)/bin/bench_*; do echo "== $$b"; $$b; done
+
+# tongdao-server, tongdao, libtongdao0 and libtongdao-dev as build/deb/*.deb.
+deb: deps-build $(DEB)/build.ninja
+	@$(call web-reconfigure,$(DEB))
+	cmake --build $(DEB) -j $(JOBS)
+	cd $(DEB) && cpack
 
 clean:
 	rm -rf build

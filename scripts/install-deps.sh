@@ -3,13 +3,15 @@
 # Idempotent: a second run installs nothing and takes about a second.
 #   scripts/install-deps.sh            everything (build, tests, interop peers, benches)
 #   scripts/install-deps.sh build      only what a Release build needs (the chat page and the
-#                                      SDK included: node, npm and the pinned node_modules)
+#                                      SDK included: node, npm and the pinned node_modules),
+#                                      and its Debian packages (cpack: dpkg-dev, file)
 set -euo pipefail
 
 build_pkgs=(
   build-essential cmake ninja-build pkg-config
   libssl-dev zlib1g-dev libasio-dev libsqlite3-dev libhiredis-dev libboost-json1.81-dev libcli11-dev ca-certificates openssl
   nodejs
+  file
 )
 test_pkgs=(
   clang libclang-rt-14-dev libgtest-dev libgmock-dev libbenchmark-dev
