@@ -691,6 +691,13 @@ def socketio_redis_node(args, k, redis):
     return Server(f"socketio-n{k}", "socketio", cmd)
 
 
+def user_sys_ticks(pid):
+    """(utime, stime) of a whole process, in clock ticks (fields 14 and 15 of proc(5))."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
 def cpu_idle_ticks(cpu):
     """idle + iowait ticks of one CPU from /proc/stat. On this machine the busy fields of a CPU's
     line can add up to more than the time that passed (irq and softirq time counted on top), so
@@ -707,7 +714,9 @@ class Sample:
     """CPU ticks of every node and of redis-server, CPU 0's idle time, and Redis's counters, at one moment."""
 
     def __init__(self, nodes, redis):
-        self.nodes = [ec.cpu_ticks(n.proc.pid) for n in nodes]
+        split = [user_sys_ticks(n.proc.pid) for n in nodes]
+        self.nodes = [u + k for u, k in split]
+        self.node_user = sum(u for u, _ in split)
         self.redis = ec.cpu_ticks(redis.proc.pid)
         self.idle, self.at = cpu_idle_ticks(SERVER_CPU), time.monotonic()
         self.cmds = redis.commandstats()
@@ -792,7 +801,11 @@ def run_redis_case(args, kind, rate, logdir):
         usec = {c: s1.cmds[c][1] - s0.cmds.get(c, (0, 0))[1] for c in s1.cmds if c != "info"}
         sends = res["sends"] or 0
         cross = res["cross_deliveries"]
+        user = (s1.node_user - s0.node_user) / CLK_TCK
         row.update(node_cpu_seconds=node_cpu, server_cpu_seconds=cpu, server_cpu_util=cpu / secs,
+                   server_user_seconds=user, server_kernel_seconds=cpu - user,
+                   server_us_per_delivery=cpu / res["deliveries"] * 1e6 if res["deliveries"] else None,
+                   server_user_us_per_delivery=user / res["deliveries"] * 1e6 if res["deliveries"] else None,
                    redis_cpu_seconds=rcpu, redis_cpu_util=rcpu / secs,
                    cpu0_busy_util=1 - (s1.idle - s0.idle) / CLK_TCK / max(s1.at - s0.at, 1e-9),
                    loadgen_cpu_util=res.get("client_cpu_seconds", 0) / secs, redis_commands=cmds,
@@ -875,7 +888,9 @@ def redis_table(args, rows):
                       "(commandstats usec; the rest of its CPU is network I/O and its event loop).", end="")
             if r.get("redis_memory_growth_per_send") is not None:
                 print(f" Redis memory grew {r['redis_memory_growth_per_send']:,.0f} B per send.", end="")
-            print(f" Per node CPU: {', '.join(f'{c:.2f} s' for c in r['node_cpu_seconds'])}.")
+            print(f" Per node CPU: {', '.join(f'{c:.2f} s' for c in r['node_cpu_seconds'])}; per delivery (every delivery, "
+                  f"the nodes summed) {fmt(r.get('server_us_per_delivery'), '.2f')} µs, of which "
+                  f"{fmt(r.get('server_user_us_per_delivery'), '.2f')} µs in user space (utime), the rest the kernel's.")
         if r.get("monitor_per_send"):
             per = r["monitor_per_send"]
             for src, what in (("client", "sent by the nodes"), ("script", "run inside scripts")):
