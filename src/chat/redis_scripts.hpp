@@ -9,7 +9,8 @@
 //   td:{R}:c    hash   user "\n" cid -> seq (the idempotency keys)
 //   td:{R}:v    hash   seq -> "1 <edit seqs>" (edited) or "2" (deleted)
 //   td:{R}:m    hash   user -> read mark
-//   td:{R}:p    hash   node "\n" user -> expiry ms "\n" name (presence)
+//   td:{R}:p    hash   node "\n" user -> name (presence)
+//   td:{R}:pn   hash   node -> expiry ms (its presence entries go with it)
 // and the shard channel td:{R}:e carries its events and signals. Stream field values sit at
 // even Lua indexes: k [2], t [4], g [6], u [8], n [10], c [12], o [14].
 
@@ -196,38 +197,58 @@ return {redis.call('HGET', KEYS[1], 'epoch'), tonumber(redis.call('HGET', KEYS[1
 )lua";
 
 /**
- * presence: KEYS presence. ARGV node, ttlMs, then user, name pairs: this node's online users.
- * Sets this node's entries to exactly those, drops expired entries of any node, and returns
- * the other nodes' live ones: {node, user, name, ...}.
+ * presence: KEYS entries (td:{R}:p, node "\n" user -> name), nodes (td:{R}:pn, node -> expiry
+ * ms). ARGV node, ttlMs, op, [user, name]. Every call renews this node's expiry in the room.
+ * - "on" / "off": this node's user came online / went offline here. -> {}
+ * - "sync": drops the entries of nodes whose expiry passed. -> {expired, live nodes...}, where
+ *   expired = 1 when this node itself had expired (its entries are gone: it sets them again).
+ * - "full" (a room opening on this node): "sync", this node's own stale entries dropped too
+ *   (left by an earlier run under the same name), and the other nodes' entries after the
+ *   live nodes: -> {0, n, node x n, then node, user, name for each entry}.
  */
 inline constexpr const char* presenceScript = R"lua(
-local key, node = KEYS[1], ARGV[1]
-local now = redis.call('TIME')
-now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local mine = {}
-for i = 3, #ARGV, 2 do mine[node .. '\n' .. ARGV[i]] = ARGV[i + 1] end
-local all = redis.call('HGETALL', key)
-local out = {}
+local entries, nodes, node, ttl, op = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local mine = tonumber(redis.call('HGET', nodes, node) or '0')
+redis.call('HSET', nodes, node, now + ttl)
+redis.call('PEXPIRE', nodes, 3 * ttl)
+if op == 'on' then
+  redis.call('HSET', entries, node .. '\n' .. ARGV[4], ARGV[5])
+  redis.call('PEXPIRE', entries, 3 * ttl)
+  return {}
+elseif op == 'off' then
+  redis.call('HDEL', entries, node .. '\n' .. ARGV[4])
+  return {}
+end
+local live, dead, any = {}, {}, false
+local all = redis.call('HGETALL', nodes)
 for i = 1, #all, 2 do
-  local f, v = all[i], all[i + 1]
-  local nl = string.find(f, '\n', 1, true)
-  local vnl = string.find(v, '\n', 1, true)
-  if not nl or not vnl then
-    redis.call('HDEL', key, f)
-  elseif string.sub(f, 1, nl - 1) == node then
-    if not mine[f] then redis.call('HDEL', key, f) end
-  elseif tonumber(string.sub(v, 1, vnl - 1)) < now then
-    redis.call('HDEL', key, f)
+  if tonumber(all[i + 1]) < now then
+    dead[all[i]] = true
+    any = true
+    redis.call('HDEL', nodes, all[i])
   else
-    out[#out + 1] = string.sub(f, 1, nl - 1)
-    out[#out + 1] = string.sub(f, nl + 1)
-    out[#out + 1] = string.sub(v, vnl + 1)
+    live[#live + 1] = all[i]
   end
 end
-local expires = now + tonumber(ARGV[2])
-for f, name in pairs(mine) do redis.call('HSET', key, f, expires .. '\n' .. name) end
--- The hash itself goes a while after its last node stopped refreshing it.
-if redis.call('HLEN', key) > 0 then redis.call('PEXPIRE', key, 3 * tonumber(ARGV[2])) end
+local out = {mine < now and 1 or 0}
+if op == 'full' then out = {0, #live} end
+for _, n in ipairs(live) do out[#out + 1] = n end
+if any or op == 'full' then
+  local es = redis.call('HGETALL', entries)
+  for i = 1, #es, 2 do
+    local nl = string.find(es[i], '\n', 1, true)
+    local n = nl and string.sub(es[i], 1, nl - 1) or ''
+    if not nl or dead[n] or (op == 'full' and n == node) then
+      redis.call('HDEL', entries, es[i])
+    elseif op == 'full' and n ~= node then
+      out[#out + 1] = n
+      out[#out + 1] = string.sub(es[i], nl + 1)
+      out[#out + 1] = es[i + 1]
+    end
+  end
+end
 return out
 )lua";
 

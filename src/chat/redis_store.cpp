@@ -758,21 +758,40 @@ void RedisStore::signal(std::string room, Signal s) {
     });
 }
 
-void RedisStore::presenceSync(std::string room, std::vector<std::pair<std::string, std::string>> local,
-                              std::function<void(StoreStatus, std::vector<PresenceEntry>)> done) {
-    if (closed_) return done(StoreStatus::unavailable, {});
-    run([this, room = std::move(room), local = std::move(local), done = std::move(done)]() mutable {
-        std::vector<std::string> ka{key(room, ":p"), options_.node, std::to_string(presenceTtlMs)};
-        for (auto& [user, name] : local) {
-            ka.push_back(std::move(user));
-            ka.push_back(std::move(name));
-        }
-        script(presenceS, std::move(ka), 1, [done = std::move(done)](const redisReply* r) {
-            if (isError(r)) return done(StoreStatus::unavailable, {});
-            std::vector<PresenceEntry> out;
-            for (std::size_t i = 0; i + 2 < size(r); i += 3)
-                out.push_back({std::string(text(at(r, i))), std::string(text(at(r, i + 1))), std::string(text(at(r, i + 2)))});
-            done(StoreStatus::ok, std::move(out));
+void RedisStore::presenceSet(std::string room, std::string user, std::string name, bool online) {
+    if (closed_) return;
+    run([this, room = std::move(room), user = std::move(user), name = std::move(name), online]() mutable {
+        std::vector<std::string> ka{key(room, ":p"), key(room, ":pn"), options_.node, std::to_string(presenceTtlMs),
+                                    online ? "on" : "off", std::move(user)};
+        if (online) ka.push_back(std::move(name));
+        script(presenceS, std::move(ka), 2, [](const redisReply*) {});
+    });
+}
+
+void RedisStore::presenceSync(std::string room, bool full, std::function<void(PresenceState)> done) {
+    if (closed_) {
+        PresenceState ps;
+        ps.status = StoreStatus::unavailable;
+        return done(std::move(ps));
+    }
+    run([this, room = std::move(room), full, done = std::move(done)]() mutable {
+        script(presenceS, {key(room, ":p"), key(room, ":pn"), options_.node, std::to_string(presenceTtlMs), full ? "full" : "sync"}, 2,
+               [full, done = std::move(done)](const redisReply* r) {
+            PresenceState ps;
+            if (isError(r) || size(r) < 1) {
+                ps.status = StoreStatus::unavailable;
+                return done(std::move(ps));
+            }
+            ps.expired = integer(at(r, 0)) != 0;
+            std::size_t i = 1, n = size(r) - 1;
+            if (full) {
+                n = static_cast<std::size_t>(integer(at(r, 1)));
+                i = 2;
+            }
+            for (std::size_t k = 0; k < n && i < size(r); ++k, ++i) ps.nodes.emplace_back(text(at(r, i)));
+            for (; i + 2 < size(r); i += 3)
+                ps.entries.push_back({std::string(text(at(r, i))), std::string(text(at(r, i + 1))), std::string(text(at(r, i + 2)))});
+            done(std::move(ps));
         });
     });
 }

@@ -59,8 +59,8 @@ public:
     std::string node() const override { return options_.node; }
     void setListener(StoreListener* listener) override { listener_ = listener; }
     void signal(std::string room, Signal s) override;
-    void presenceSync(std::string room, std::vector<std::pair<std::string, std::string>> local,
-                      std::function<void(StoreStatus, std::vector<PresenceEntry>)> done) override;
+    void presenceSet(std::string room, std::string user, std::string name, bool online) override;
+    void presenceSync(std::string room, bool full, std::function<void(PresenceState)> done) override;
     void sync(std::string room, std::function<void()> done) override;
 
     /** Unread counts stop at this many events scanned (docs/SCALING.md). */

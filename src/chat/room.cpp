@@ -49,7 +49,7 @@ void Service::Impl::localPresence(Room& room, const std::string& user, const std
     if (store->shared()) {
         // The entry first, then the signal (one connection, one order): a node that opens
         // the room after the signal went finds the entry.
-        presenceSync(room);
+        store->presenceSet(room.name, user, name, join);
         store->signal(room.name, Signal{Signal::Kind::presence, store->node(), user, name, join, {}});
         if (room.remote.contains(user)) return; // online elsewhere all along
     }
@@ -75,52 +75,50 @@ void Service::Impl::remotePresence(Room& room, const std::string& node, const st
     if (before != onlineAnywhere(room, user)) announcePresence(room, user, name, join);
 }
 
-void Service::Impl::presenceSync(Room& room, std::function<void()> then) {
+void Service::Impl::presenceSync(Room& room, bool full, std::function<void()> then) {
     if (room.presenceSyncing) {
-        room.presenceAgain = true;
         if (then) then();
         return;
     }
     room.presenceSyncing = true;
-    room.presenceAgain = false;
-    std::vector<std::pair<std::string, std::string>> local;
-    local.reserve(room.online.size());
-    for (const auto& [user, on] : room.online) local.emplace_back(user, on.name);
-    store->presenceSync(room.name, std::move(local), [this, name = room.name, then = std::move(then)](StoreStatus st, std::vector<PresenceEntry> entries) mutable {
-        onLoop(roomLoop(name), [this, name, st, entries = std::move(entries), then = std::move(then)] {
+    store->presenceSync(room.name, full, [this, name = room.name, full, then = std::move(then)](Store::PresenceState ps) mutable {
+        onLoop(roomLoop(name), [this, name, full, ps = std::move(ps), then = std::move(then)] {
             Shard& sh = here();
             const auto it = sh.rooms.find(name);
             if (it == sh.rooms.end()) return;
             Room& r = *it->second;
             r.presenceSyncing = false;
-            reconcilePresence(r, st, entries);
+            reconcilePresence(r, ps, full);
             if (then) then();
-            if (r.presenceAgain) presenceSync(r);
         });
     });
 }
 
-void Service::Impl::reconcilePresence(Room& r, StoreStatus st, const std::vector<PresenceEntry>& entries) {
-    if (st != StoreStatus::ok) return;
-    const auto now = steadyMs();
-    std::unordered_set<std::string> seen;
-    for (const auto& e : entries) {
-        const auto k = e.user + "\n" + e.node;
-        seen.insert(k);
-        const auto g = r.remoteGone.find(k);
-        if (g != r.remoteGone.end() && now - g->second < signalWinsMs) continue; // it left since
-        const auto ru = r.remote.find(e.user);
-        if (ru == r.remote.end() || !ru->second.nodes.contains(e.node)) remotePresence(r, e.node, e.user, e.name, true);
+void Service::Impl::reconcilePresence(Room& r, const Store::PresenceState& ps, bool full) {
+    if (ps.status != StoreStatus::ok) return;
+    if (ps.expired) {
+        // This node was taken for dead (it could not renew in time): its entries are set again.
+        for (const auto& [user, on] : r.online) store->presenceSet(r.name, user, on.name, true);
     }
-    // Entries of other nodes the store no longer has: expired (a node that died), unless
-    // a signal told of them after the store was read.
+    const auto now = steadyMs();
+    if (full) {
+        for (const auto& e : ps.entries) {
+            const auto g = r.remoteGone.find(e.user + "\n" + e.node);
+            if (g != r.remoteGone.end() && now - g->second < signalWinsMs) continue; // it left since
+            const auto ru = r.remote.find(e.user);
+            if (ru == r.remote.end() || !ru->second.nodes.contains(e.node)) remotePresence(r, e.node, e.user, e.name, true);
+        }
+    }
+    // Users of nodes no longer live (a node that died), unless a signal told of them after
+    // the store was read.
+    const std::unordered_set<std::string> live(ps.nodes.begin(), ps.nodes.end());
     std::vector<std::pair<std::string, std::string>> expired;
     for (const auto& [user, ru] : r.remote)
         for (const auto& [node, at] : ru.nodes)
-            if (!seen.contains(user + "\n" + node) && now - at >= signalWinsMs) expired.emplace_back(user, node);
+            if (!live.contains(node) && now - at >= signalWinsMs) expired.emplace_back(user, node);
     for (const auto& [user, node] : expired) {
-        const auto name2 = r.remote[user].name;
-        remotePresence(r, node, user, name2, false);
+        const auto name = r.remote[user].name;
+        remotePresence(r, node, user, name, false);
     }
     std::erase_if(r.remoteGone, [now](const auto& g) { return now - g.second >= signalWinsMs; });
 }
@@ -162,7 +160,7 @@ void Service::Impl::withRoom(const std::string& name, std::function<void(Room*)>
             // Several nodes: who is online elsewhere is known before the first join here.
             if (!store->shared()) return ready();
             opened->waiting = {}; // joins that come meanwhile wait too
-            presenceSync(*opened, [opened, ready = std::move(ready)]() mutable {
+            presenceSync(*opened, true, [opened, ready = std::move(ready)]() mutable {
                 auto later = std::move(opened->waiting);
                 ready();
                 for (auto& w : later) w(opened);
@@ -219,7 +217,7 @@ void Service::Impl::presenceTick(Shard& sh) {
             if (room->state != Room::State::open || now < room->nextPresenceSync) continue;
             if (room->online.empty() && room->remote.empty() && room->nextPresenceSync) continue;
             room->nextPresenceSync = now + presenceSyncEvery;
-            presenceSync(*room);
+            presenceSync(*room, false);
         }
     }
     for (auto rit = sh.roomsWithLeaves.begin(); rit != sh.roomsWithLeaves.end();) {

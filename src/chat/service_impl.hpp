@@ -79,7 +79,6 @@ struct Room {
     std::unordered_map<std::string, std::int64_t> remoteGone; ///< user "\n" node -> steady ms it left
     std::uint32_t nextPresenceSync = 0; ///< loop time of the next presence refresh (several nodes)
     bool presenceSyncing = false;
-    bool presenceAgain = false; ///< a change came while a refresh was out: another follows
 };
 
 /** One connection's view of a room it joined. */
@@ -202,9 +201,10 @@ struct Service::Impl final : StoreListener {
     bool onlineAnywhere(const Room& room, const std::string& user) const;
     std::size_t onlineCount(const Room& room) const;
     void remotePresence(Room& room, const std::string& node, const std::string& user, const std::string& name, bool join);
-    /** Refreshes this node's presence entries of the room and learns the other nodes'; then `then`. */
-    void presenceSync(Room& room, std::function<void()> then = {});
-    void reconcilePresence(Room& room, StoreStatus st, const std::vector<PresenceEntry>& entries);
+    /** Renews this node's presence in the room, learns which nodes live (`full`: and their
+     *  users); then `then`. */
+    void presenceSync(Room& room, bool full, std::function<void()> then = {});
+    void reconcilePresence(Room& room, const Store::PresenceState& ps, bool full);
 
     // --- several nodes: what the shared store reports (StoreListener) ---------------------
     void remoteStored(AppendResult result) override;

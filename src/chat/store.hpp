@@ -209,10 +209,6 @@ public:
     /** Tells the other nodes' members of the room (presence, typing, read); best effort. */
     virtual void signal(std::string room, Signal s) { (void)room, (void)s; }
     /**
-     * Refreshes this node's presence entries of a room to `local` (user, name) and answers
-     * with the other nodes' live entries; a node's entries expire unless it refreshes them.
-     */
-    /**
      * Calls back once this node has handed on every event the store had when asked (a node
      * may lag behind the store: a resume past its position waits for it).
      */
@@ -220,10 +216,24 @@ public:
         (void)room;
         done();
     }
-    virtual void presenceSync(std::string room, std::vector<std::pair<std::string, std::string>> local,
-                              std::function<void(StoreStatus, std::vector<PresenceEntry>)> done) {
-        (void)room, (void)local;
-        done(StoreStatus::ok, {});
+    /** A user came online in the room on this node (`online`), or went offline here. */
+    virtual void presenceSet(std::string room, std::string user, std::string name, bool online) {
+        (void)room, (void)user, (void)name, (void)online;
+    }
+    /** What a presence refresh answers. */
+    struct PresenceState {
+        StoreStatus status = StoreStatus::ok;
+        bool expired = false;               ///< this node's entries had expired: set them again
+        std::vector<std::string> nodes;     ///< the nodes live in the room (this one too)
+        std::vector<PresenceEntry> entries; ///< `full`: the other nodes' online users
+    };
+    /**
+     * Renews this node's presence in the room (a node's entries go when it stops renewing
+     * them); `full` also answers with the other nodes' entries (a room opening here).
+     */
+    virtual void presenceSync(std::string room, bool full, std::function<void(PresenceState)> done) {
+        (void)room, (void)full;
+        done({});
     }
     /** Finishes what is queued and stops the store's threads. Callbacks may still run. */
     virtual void close() = 0;
