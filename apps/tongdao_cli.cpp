@@ -10,6 +10,8 @@
 #include "tongdao/client/socket_task.hpp"
 #include "tongdao/log.hpp"
 
+#include <CLI/CLI.hpp>
+
 #include <poll.h>
 #include <unistd.h>
 
@@ -32,33 +34,6 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-void usage(FILE* out) {
-    std::fputs(
-        "usage: tongdao connect URL [options]\n"
-        "\n"
-        "Opens a WebSocket to URL (ws:// or wss://). Without -x or --echo, each line read from\n"
-        "standard input is sent as a text message and each message received is printed on a\n"
-        "line of its own; the end of input closes the connection.\n"
-        "\n"
-        "  -H, --header \"Name: value\"  add a request header field (repeatable)\n"
-        "  -s, --subprotocol NAME      offer a sub-protocol (repeatable)\n"
-        "  --appid ID                  mini-program appid: sends the Referer\n"
-        "  --version V                 with --appid: https://servicewechat.com/ID/V/page-frame.html\n"
-        "  -x, --execute MESSAGE       send MESSAGE once open (repeatable, in order), wait, close\n"
-        "  -w, --wait SECONDS          with -x: how long to wait for replies (default 1)\n"
-        "  --echo                      send every message received back, until the server closes\n"
-        "  --binary                    print binary messages as hex (else \"<binary N bytes>\")\n"
-        "  --insecure                  do not verify the server's certificate (wss://)\n"
-        "  --ca FILE                   trust the CAs in FILE (PEM) instead of the system's\n"
-        "  --deflate                   offer permessage-deflate (RFC 7692)\n"
-        "  --timeout MS                connect timeout in milliseconds, at most 60000 (default)\n"
-        "  -h, --help                  show this help\n"
-        "\n"
-        "Exit status: 0 after a normal close (1000, 1001, 1005, or our own), 1 on failure,\n"
-        "2 on a usage error.\n",
-        out);
-}
 
 struct Args {
     tongdao::ConnectSocketOptions connect;
@@ -86,99 +61,46 @@ volatile std::sig_atomic_t interrupted = 0;
 
 extern "C" void onSignal(int) { interrupted = 1; }
 
-bool usageError(const char* fmt, const char* what) {
-    std::fputs("tongdao: ", stderr);
-    std::fprintf(stderr, fmt, what);
-    std::fputs("\n\n", stderr);
-    usage(stderr);
-    return false;
+/** Builds the command line: `tongdao connect URL [options]`. */
+void addConnect(CLI::App& app, Args& args, std::vector<std::string>& headers, bool& insecure) {
+    auto* c = app.add_subcommand("connect",
+                                 "Opens a WebSocket to URL (ws:// or wss://). Without -x or --echo, each line read from\n"
+                                 "standard input is sent as a text message and each message received is printed on a\n"
+                                 "line of its own; the end of input closes the connection.");
+    c->add_option("url", args.connect.url, "ws:// or wss:// URL")->required();
+    // Each repeatable option takes one value an occurrence, so that `-x a URL` keeps its URL.
+    auto one = [](CLI::Option* o) { return o->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll); };
+    one(c->add_option("-H,--header", headers, "add a request header field \"Name: value\" (repeatable)"))
+        ->check([](const std::string& v) -> std::string {
+            const auto colon = v.find(':');
+            return colon == std::string::npos || colon == 0 ? "a header is \"Name: value\", not \"" + v + "\"" : "";
+        });
+    one(c->add_option("-s,--subprotocol", args.connect.protocols, "offer a sub-protocol (repeatable)"));
+    c->add_option("--appid", args.connect.appid, "mini-program appid: sends the Referer");
+    c->add_option("--version", args.connect.version, "with --appid: https://servicewechat.com/ID/V/page-frame.html");
+    one(c->add_option("-x,--execute", args.execute, "send MESSAGE once open (repeatable, in order), wait, close"));
+    c->add_option("-w,--wait", args.waitSeconds, "with -x: seconds to wait for replies")
+        ->check(CLI::Range(0.0, 86400.0))
+        ->capture_default_str();
+    c->add_flag("--echo", args.echo, "send every message received back, until the server closes");
+    c->add_flag("--binary", args.binary, "print binary messages as hex (else \"<binary N bytes>\")");
+    c->add_flag("--insecure", insecure, "do not verify the server's certificate (wss://)");
+    c->add_option("--ca", args.connect.tlsCaFile, "trust the CAs in FILE (PEM) instead of the system's");
+    c->add_flag("--deflate", args.connect.perMessageDeflate, "offer permessage-deflate (RFC 7692)");
+    c->add_option("--timeout", args.connect.timeout, "connect timeout in milliseconds")
+        ->check(CLI::Range(1, 60000))
+        ->capture_default_str();
+    c->footer("Exit status: 0 after a normal close (1000, 1001, 1005, or our own), 1 on failure,\n"
+              "2 on a usage error.");
 }
 
-/** Parses `connect URL [options]`; false on a usage error (already reported). */
-bool parseArgs(int argc, char** argv, Args& args, bool& help) {
-    if (argc < 2) return usageError("%s", "a command is needed");
-    const std::string_view command = argv[1];
-    if (command == "-h" || command == "--help") {
-        help = true;
-        return true;
+void addHeaders(Args& args, const std::vector<std::string>& headers) {
+    for (const std::string_view field : headers) {
+        const auto colon = field.find(':');
+        std::string_view value = field.substr(colon + 1);
+        while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+        args.connect.header[std::string(field.substr(0, colon))] = std::string(value);
     }
-    if (command != "connect") return usageError("unknown command %s", argv[1]);
-    bool haveUrl = false;
-    for (int i = 2; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        const char* name = argv[i];
-        auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
-        if (arg == "-h" || arg == "--help") {
-            help = true;
-            return true;
-        } else if (arg == "-H" || arg == "--header") {
-            const char* v = value();
-            if (!v) return usageError("%s needs a value", name);
-            const std::string_view field = v;
-            const auto colon = field.find(':');
-            if (colon == std::string_view::npos || colon == 0)
-                return usageError("a header is \"Name: value\", not \"%s\"", v);
-            std::string_view fieldValue = field.substr(colon + 1);
-            while (!fieldValue.empty() && (fieldValue.front() == ' ' || fieldValue.front() == '\t'))
-                fieldValue.remove_prefix(1);
-            args.connect.header[std::string(field.substr(0, colon))] = std::string(fieldValue);
-        } else if (arg == "-s" || arg == "--subprotocol") {
-            const char* v = value();
-            if (!v) return usageError("%s needs a value", name);
-            args.connect.protocols.emplace_back(v);
-        } else if (arg == "--appid") {
-            const char* v = value();
-            if (!v) return usageError("%s needs a value", name);
-            args.connect.appid = v;
-        } else if (arg == "--version") {
-            const char* v = value();
-            if (!v) return usageError("%s needs a value", name);
-            args.connect.version = v;
-        } else if (arg == "-x" || arg == "--execute") {
-            const char* v = value();
-            if (!v) return usageError("%s needs a value", name);
-            args.execute.emplace_back(v);
-        } else if (arg == "-w" || arg == "--wait") {
-            const char* v = value();
-            if (!v) return usageError("%s needs a value", name);
-            char* end = nullptr;
-            errno = 0;
-            const double seconds = std::strtod(v, &end);
-            if (errno != 0 || end == v || *end != '\0' || !(seconds >= 0) || seconds > 86400)
-                return usageError("bad number of seconds for --wait: %s", v);
-            args.waitSeconds = seconds;
-        } else if (arg == "--timeout") {
-            const char* v = value();
-            if (!v) return usageError("%s needs a value", name);
-            const std::string_view text = v;
-            int ms = 0;
-            const auto r = std::from_chars(text.data(), text.data() + text.size(), ms);
-            if (r.ec != std::errc{} || r.ptr != text.data() + text.size() || ms <= 0)
-                return usageError("bad number of milliseconds for --timeout: %s", v);
-            args.connect.timeout = ms;
-        } else if (arg == "--echo") {
-            args.echo = true;
-        } else if (arg == "--binary") {
-            args.binary = true;
-        } else if (arg == "--insecure") {
-            args.connect.tlsVerify = false;
-        } else if (arg == "--deflate") {
-            args.connect.perMessageDeflate = true;
-        } else if (arg == "--ca") {
-            const char* v = value();
-            if (!v) return usageError("%s needs a value", name);
-            args.connect.tlsCaFile = v;
-        } else if (!arg.empty() && arg.front() == '-') {
-            return usageError("unknown option %s", name);
-        } else if (!haveUrl) {
-            args.connect.url = std::string(arg);
-            haveUrl = true;
-        } else {
-            return usageError("one URL only; also got %s", name);
-        }
-    }
-    if (!haveUrl) return usageError("%s", "connect needs a URL");
-    return true;
 }
 
 std::string hex(const tongdao::ArrayBuffer& bytes) {
@@ -367,12 +289,25 @@ int run(Args& args) {
 
 int main(int argc, char** argv) {
     Args args;
-    bool help = false;
-    if (!parseArgs(argc, argv, args, help)) return 2;
-    if (help) {
-        usage(stdout);
+    std::vector<std::string> headers;
+    bool insecure = false;
+    CLI::App app{"tongdao: the command-line WebSocket client of tongdao, in the spirit of wscat", "tongdao"};
+    app.require_subcommand(1);
+    app.get_formatter()->column_width(34);
+    addConnect(app, args, headers, insecure);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+        // `tongdao --help` lists the commands and their options; `tongdao connect --help` one.
+        const auto subs = app.get_subcommands();
+        std::fputs((subs.empty() ? app.help("", CLI::AppFormatMode::All) : subs.front()->help()).c_str(), stdout);
         return 0;
+    } catch (const CLI::ParseError& e) {
+        std::fprintf(stderr, "tongdao: %s\n\n%s", e.what(), app.help("", CLI::AppFormatMode::All).c_str());
+        return 2;
     }
+    addHeaders(args, headers);
+    if (insecure) args.connect.tlsVerify = false;
     tongdao::setLogLevel(tongdao::LogLevel::warn);
     struct sigaction action {};
     action.sa_handler = onSignal;

@@ -308,9 +308,11 @@ def main():
                      ["connect", "ws://127.0.0.1:1/", "-x"]):
             r = run_cli(cli, *args)
             expect(r.status == 2, f"tongdao {' '.join(args)}: exit 2 expected", r)
-            expect("usage: tongdao connect URL" in r.stderr, f"tongdao {' '.join(args)}: usage on stderr", r)
+            expect(r.stderr.startswith("tongdao: ") and "Usage: tongdao" in r.stderr,
+                   f"tongdao {' '.join(args)}: the error, then usage on stderr", r)
         r = run_cli(cli, "--help")
-        expect(r.status == 0 and "usage: tongdao connect URL" in r.stdout, "--help: usage on stdout, exit 0", r)
+        expect(r.status == 0 and "Usage: tongdao" in r.stdout and "connect" in r.stdout and "--execute" in r.stdout,
+               "--help: every command and option on stdout, exit 0", r)
         r = run_cli(cli, "connect", "--help")
         expect(r.status == 0 and "--echo" in r.stdout, "connect --help: usage on stdout, exit 0", r)
 
