@@ -6,6 +6,8 @@
 #include "tongdao/log.hpp"
 #include "tongdao/server/server.hpp"
 
+#include "server_config.hpp"
+
 #include <CLI/CLI.hpp>
 
 #include <unistd.h>
@@ -64,6 +66,8 @@ int main(int argc, char** argv) {
         for (char& c : env) c = c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
         return app.add_option(name, var, help)->envname(env)->capture_default_str();
     };
+    std::string configFile;
+    opt("--config", configFile, "TOML file of settings: a key per option, named without its dashes");
     opt("--host", options.host, "address to listen on");
     opt("--port", options.port, "port for ws:// and http://");
     opt("--threads", options.threads, "event loops (0: one per core)");
@@ -97,8 +101,12 @@ int main(int argc, char** argv) {
     opt("--web-root", webRoot, "directory served on / (default: the page installed beside the binary)");
     try {
         app.parse(argc, argv);
+        if (!configFile.empty()) tongdao::app::applyConfigFile(app, configFile);
     } catch (const CLI::ParseError& e) {
         return app.exit(e);
+    } catch (const tongdao::app::ConfigError& e) {
+        std::fprintf(stderr, "tongdao-server: %s\n", e.what());
+        return 2;
     }
     if (certs.size() != keys.size()) {
         std::fprintf(stderr, "tongdao-server: give one --tls-key for each --tls-cert\n");

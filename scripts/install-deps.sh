@@ -9,7 +9,7 @@ set -euo pipefail
 
 build_pkgs=(
   build-essential cmake ninja-build pkg-config
-  libssl-dev zlib1g-dev libasio-dev libsqlite3-dev libhiredis-dev libboost-json1.81-dev libcli11-dev ca-certificates openssl
+  libssl-dev zlib1g-dev libasio-dev libsqlite3-dev libhiredis-dev libboost-json1.81-dev libcli11-dev libtomlplusplus-dev ca-certificates openssl
   nodejs
   file
 )

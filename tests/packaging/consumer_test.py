@@ -104,7 +104,8 @@ def check_install(prefix, libdir, version, shared):
     if not os.path.isdir(os.path.join(prefix, "var", "lib", "tongdao")):
         raise Failure(f"{prefix}/var/lib/tongdao not installed")
     text = open(unit).read()
-    for line in (f"ExecStart={prefix}/bin/tongdao-server", f"EnvironmentFile=-{prefix}/etc/default/tongdao-server"):
+    for line in (f"ExecStart={prefix}/bin/tongdao-server --config {prefix}/etc/tongdao/tongdao-server.conf",
+                 f"EnvironmentFile=-{prefix}/etc/default/tongdao-server"):
         if line not in text.splitlines():
             raise Failure(f"{unit} lacks the line {line}:\n{text}")
 

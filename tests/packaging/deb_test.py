@@ -116,6 +116,8 @@ def check_settings(conf_path, default_path, opts):
 
     problems = []
     for name, (var, default) in sorted(opts.items()):
+        if name == "config":
+            continue  # the file itself
         if name not in conf:
             problems.append(f"{os.path.basename(conf_path)} has no key {name} (--{name})")
         if var not in env:
@@ -222,8 +224,8 @@ def verify_unit(root, unit_path, scratch):
         return
     # The unit as shipped but for ExecStart, which must exist: the binary in the root.
     text = open(unit_path).read()
-    if "ExecStart=/usr/bin/tongdao-server" not in text.splitlines():
-        raise Failure(f"the unit does not run /usr/bin/tongdao-server:\n{text}")
+    if "ExecStart=/usr/bin/tongdao-server --config /etc/tongdao/tongdao-server.conf" not in text.splitlines():
+        raise Failure(f"the unit does not run /usr/bin/tongdao-server --config /etc/tongdao/tongdao-server.conf:\n{text}")
     copy = os.path.join(scratch, "tongdao-server.service")
     with open(copy, "w") as f:
         f.write(text.replace("ExecStart=/usr/bin/", f"ExecStart={root}/usr/bin/"))
