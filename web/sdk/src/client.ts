@@ -135,6 +135,19 @@ const RETRYABLE = { rate_limited: 1, unavailable: 1, not_joined: 1, internal: 1 
 
 const retryAfter = (m: Json): number => (typeof m.retryAfterMs === 'number' ? (m.retryAfterMs as number) : 1000);
 
+/** The ChatError of a refused request: the reply's code and message. */
+const refused = (m: Json): ChatError => new ChatError(String(m.code), String(m.message));
+
+/** An option's value, or its default when not given. */
+const orDefault = <T>(v: T | undefined, d: T): T => (v !== undefined ? v : d);
+
+function rejectAll(waiters: Array<{ reject(e: unknown): void }>, err: unknown): void {
+  for (const w of waiters) w.reject(err);
+}
+
+/** The client's timers, one of each at most: started by later(), stopped by stop(). */
+type TimerName = 'persist' | 'hb' | 'dead' | 'reconnect' | 'stable' | 'connect' | 'flush';
+
 function defaultTimers(): Timers {
   const g = globalObject();
   return {
@@ -199,7 +212,6 @@ export class ChatClient {
   private readonly stableMs: number;
   private readonly sendWindow: number;
   private readonly persistMs: number;
-  private persistTimer: unknown = null;
 
   private _state: ChatState = 'idle';
   private listeners: { [K in keyof ChatEvents]?: Array<(e: ChatEvents[K]) => void> } = {};
@@ -227,12 +239,8 @@ export class ChatClient {
 
   private lastRecv = 0;
   private lastSend = 0;
-  private hbTimer: unknown = null;
-  private deadTimer: unknown = null;
-  private reconnectTimer: unknown = null;
-  private stableTimer: unknown = null;
-  private connectTimer: unknown = null;
-  private flushTimer: unknown = null;
+  /** The running timers' handles, by name. */
+  private running: { [K in TimerName]?: unknown } = {};
 
   constructor(options: ChatOptions) {
     this.opt = options;
@@ -245,22 +253,22 @@ export class ChatClient {
     this.timers = options.timers || defaultTimers();
     this.random = options.random || Math.random;
     this.newCid = options.cid || makeCid;
-    this.heartbeatMs = options.heartbeatMs !== undefined ? options.heartbeatMs : 25000;
-    this.deadAfterMs = options.deadAfterMs !== undefined ? options.deadAfterMs : 8000;
-    this.checkMs = options.checkMs !== undefined ? options.checkMs : Math.min(3000, this.deadAfterMs);
-    this.connectTimeoutMs = options.connectTimeoutMs !== undefined ? options.connectTimeoutMs : 15000;
+    this.heartbeatMs = orDefault(options.heartbeatMs, 25000);
+    this.deadAfterMs = orDefault(options.deadAfterMs, 8000);
+    this.checkMs = orDefault(options.checkMs, Math.min(3000, this.deadAfterMs));
+    this.connectTimeoutMs = orDefault(options.connectTimeoutMs, 15000);
     const b = options.backoff || {};
-    this.baseMs = b.baseMs !== undefined ? b.baseMs : 500;
-    this.maxMs = b.maxMs !== undefined ? b.maxMs : 30000;
-    this.stableMs = b.stableMs !== undefined ? b.stableMs : 10000;
+    this.baseMs = orDefault(b.baseMs, 500);
+    this.maxMs = orDefault(b.maxMs, 30000);
+    this.stableMs = orDefault(b.stableMs, 10000);
     this.sendWindow = Math.max(1, options.sendWindow || 1);
-    this.persistMs = options.persistMs !== undefined ? options.persistMs : 250;
+    this.persistMs = orDefault(options.persistMs, 250);
     if (typeof options.token === 'string') { this.tokenValue = options.token; this.tokenStale = false; }
     this.load();
     const lc = options.lifecycle === false ? null : options.lifecycle || (mini ? miniLifecycle(mini) : defaultLifecycle());
     if (lc) {
       if (lc.onShow) lc.onShow(() => this.check());
-      if (lc.onHide) lc.onHide(() => { if (this.persistTimer !== null) this.saveState(); });
+      if (lc.onHide) lc.onHide(() => { if ('persist' in this.running) this.saveState(); });
       if (lc.onNetworkChange) lc.onNetworkChange((online) => { if (online) this.check(); });
     }
   }
@@ -288,8 +296,13 @@ export class ChatClient {
     const list = this.listeners[event] as Array<(e: ChatEvents[K]) => void> | undefined;
     if (!list) return;
     for (const fn of list.slice()) {
-      try { fn(e); } catch (err) { if (event !== 'error') this.emit('error', { code: 'listener', message: String(err) }); }
+      try { fn(e); } catch (err) { if (event !== 'error') this.report('listener', err); }
     }
+  }
+
+  /** An `error` event: the code, the message (a string), where it happened. */
+  private report(code: string, message: unknown, where?: { room?: string; cid?: string; op?: string }): void {
+    this.emit('error', Object.assign({ code, message: String(message) }, where));
   }
 
   // ---- persistence -------------------------------------------------------------------------
@@ -311,21 +324,21 @@ export class ChatClient {
       this.positions = {};
       this.joined = [];
     }
-    for (const it of this.outbox) if (this.joined.indexOf(it.room) < 0) this.joined.push(it.room);
+    for (const it of this.outbox) if (!this.joined.includes(it.room)) this.joined.push(it.room);
   }
 
   /** Positions move at every event: written at most every persistMs. */
   private savePositions(): void {
     if (this.persistMs <= 0) return this.saveState();
-    if (this.persistTimer === null) this.persistTimer = this.timers.setTimeout(() => { this.persistTimer = null; this.saveState(); }, this.persistMs);
+    if (!('persist' in this.running)) this.later('persist', this.persistMs, () => this.saveState());
   }
 
   private saveState(): void {
-    this.persistTimer = this.clear(this.persistTimer);
+    this.stop('persist');
     try {
       this.storage.setItem(this.key, JSON.stringify({ v: 1, positions: this.positions, joined: this.joined }));
     } catch (e) {
-      this.emit('error', { code: 'storage', message: String(e) });
+      this.report('storage', e);
     }
   }
 
@@ -334,7 +347,7 @@ export class ChatClient {
     try {
       this.storage.setItem(this.key + ':outbox', JSON.stringify(this.outbox));
     } catch (e) {
-      this.emit('error', { code: 'storage', message: String(e) });
+      this.report('storage', e);
     }
   }
 
@@ -361,33 +374,43 @@ export class ChatClient {
     return p;
   }
 
-  private clear(h: unknown): null {
-    if (h !== null) this.timers.clearTimeout(h);
-    return null;
+  /** Starts the timer `name` (stopping it first if running); it is no longer running when fn runs. */
+  private later(name: TimerName, ms: number, fn: () => void): void {
+    this.stop(name);
+    this.running[name] = this.timers.setTimeout(() => {
+      delete this.running[name];
+      fn();
+    }, ms);
+  }
+
+  private stop(...names: TimerName[]): void {
+    for (const n of names) {
+      if (n in this.running) this.timers.clearTimeout(this.running[n]);
+      delete this.running[n];
+    }
   }
 
   private open(): void {
-    this.reconnectTimer = this.clear(this.reconnectTimer);
+    this.stop('reconnect');
     if (!this.wantOpen) return;
     this.setState(this._state === 'idle' || this._state === 'closed' ? 'connecting' : 'reconnecting');
     const gen = ++this.gen;
     this.helloDone = false;
     this.ready.clear();
     this.inflight.clear();
-    this.connectTimer = this.clear(this.connectTimer);
-    this.connectTimer = this.timers.setTimeout(() => {
+    this.later('connect', this.connectTimeoutMs, () => {
       if (gen === this.gen && !this.helloDone) this.drop(gen, 1006, 'connect timeout');
-    }, this.connectTimeoutMs);
+    });
     try {
       this.conn = this.transport.connect(this.opt.url, [SUBPROTOCOL], {
         onOpen: () => { if (gen === this.gen) this.onOpen(gen); },
         onMessage: (d) => { if (gen === this.gen) this.onMessage(d); },
         onClose: (code, reason) => { if (gen === this.gen) this.onClose(gen, code, reason); },
-        onError: (m) => { if (gen === this.gen) this.emit('error', { code: 'socket', message: m }); },
+        onError: (m) => { if (gen === this.gen) this.report('socket', m); },
       });
     } catch (e) {
       this.conn = null;
-      this.emit('error', { code: 'socket', message: String(e) });
+      this.report('socket', e);
       this.scheduleReconnect();
     }
   }
@@ -404,28 +427,42 @@ export class ChatClient {
         token = this.tokenValue;
       } catch (e) {
         if (gen !== this.gen) return;
-        this.emit('error', { code: 'unauthorized', message: 'token function failed: ' + String(e) });
+        this.report('unauthorized', 'token function failed: ' + String(e));
         this.drop(gen, 1006, 'no token');
         return;
       }
     }
     if (gen !== this.gen) return;
-    const hello: Json = { op: 'hello', id: this.nextId++, v: 1 };
-    if (this.opt.name !== undefined) hello.name = this.opt.name;
-    if (token !== undefined) hello.token = token;
-    const rooms = this.joined.map((room) => {
-      const p = this.positions[room];
-      const r: Json = { room };
-      if (p) {
-        r.since = p.seq;
-        if (p.epoch) r.epoch = p.epoch;
-      }
-      return r;
-    });
-    if (rooms.length) hello.rooms = rooms;
-    this.requests.set(hello.id as number, { id: hello.id as number, op: 'hello', msg: hello, resend: false, sent: true });
-    this.raw(hello);
+    const rooms = this.joined.map((room) => this.resumeFrom(room));
+    this.track('hello', { v: 1, name: this.opt.name, token, rooms: rooms.length ? rooms : undefined }, {}, true);
     this.armHeartbeat();
+  }
+
+  /** `{room, since, epoch}`: where a room resumes (hello's rooms, join). */
+  private resumeFrom(room: string): Json {
+    const p = this.positions[room];
+    const r: Json = { room };
+    if (p) {
+      r.since = p.seq;
+      if (p.epoch) r.epoch = p.epoch;
+    }
+    return r;
+  }
+
+  /** A new request `{op, id, ...fields}` (fields left undefined are not sent), waiting for its
+   * reply in `requests`; sent at once when `now`, otherwise by flush(). Not resent after a
+   * disconnection unless p.resend. */
+  private track(op: string, fields: Json, p: Partial<Pick<Pending, 'needsRoom' | 'resend' | 'w' | 'cid'>>, now: boolean): void {
+    const id = this.nextId++;
+    const msg = Object.assign({ op, id }, fields);
+    const r: Pending = Object.assign({ id, op, msg, resend: false, sent: now }, p);
+    this.requests.set(id, r);
+    if (now) this.raw(msg);
+  }
+
+  /** Connected, and the server has accepted hello. */
+  private live(): boolean {
+    return !!this.conn && this.helloDone;
   }
 
   private raw(msg: Json): boolean {
@@ -450,15 +487,11 @@ export class ChatClient {
     this.helloDone = false;
     this.ready.clear();
     this.inflight.clear();
-    this.hbTimer = this.clear(this.hbTimer);
-    this.deadTimer = this.clear(this.deadTimer);
-    this.stableTimer = this.clear(this.stableTimer);
-    this.connectTimer = this.clear(this.connectTimer);
-    this.flushTimer = this.clear(this.flushTimer);
-    for (const [id, p] of Array.from(this.requests.entries())) {
+    this.stop('hb', 'dead', 'stable', 'connect', 'flush');
+    for (const p of this.requests.values()) {
       if (p.resend) p.sent = false;
       else {
-        this.requests.delete(id);
+        this.requests.delete(p.id);
         if (p.w) p.w.reject(new ChatError('disconnected', 'the connection closed before the reply'));
       }
     }
@@ -469,7 +502,7 @@ export class ChatClient {
     if (code === 4001) {
       this.tokenStale = true;
       if (typeof this.opt.token !== 'function') {
-        this.emit('error', { code: 'unauthorized', message: 'token expired (4001) and no token function to renew it' });
+        this.report('unauthorized', 'token expired (4001) and no token function to renew it');
         this.fail(new ChatError('unauthorized', 'token expired'));
         return;
       }
@@ -481,15 +514,20 @@ export class ChatClient {
 
   private fail(err: ChatError): void {
     this.wantOpen = false;
-    this.reconnectTimer = this.clear(this.reconnectTimer);
+    this.stop('reconnect');
     const c = this.conn;
     this.conn = null;
     this.gen++;
     if (c) c.close(1000, '');
     this.setState('closed');
+    this.settleConnect(err);
+  }
+
+  /** Settles the promises of connect(): resolved, or rejected with err. */
+  private settleConnect(err?: ChatError): void {
     const w = this.connectWaiters;
     this.connectWaiters = [];
-    for (const x of w) x.reject(err);
+    for (const x of w) if (err) x.reject(err); else x.resolve();
   }
 
   /** Full jitter: uniform in [0, min(maxMs, baseMs·2^attempt)); reset after stableMs open. */
@@ -499,74 +537,68 @@ export class ChatClient {
   }
 
   private scheduleReconnect(): void {
-    this.reconnectTimer = this.clear(this.reconnectTimer);
     let delay = this.backoffDelay(this.attempt);
     if (this.extraDelay) {
       delay = this.extraDelay + Math.floor(this.random() * this.extraDelay);
       this.extraDelay = 0;
     }
     this.attempt++;
-    this.reconnectTimer = this.timers.setTimeout(() => { this.reconnectTimer = null; this.open(); }, delay);
+    this.later('reconnect', delay, () => this.open());
   }
 
   /** Check the socket now (app shown, network back): a ping with a short deadline, or an
    * immediate reconnect when waiting in back-off. */
   check(): void {
     if (!this.wantOpen) return;
-    if (this.reconnectTimer !== null) {
+    if ('reconnect' in this.running) {
       this.open();
       return;
     }
-    if (this.conn && this.helloDone) this.ping(this.checkMs);
+    if (this.live()) this.ping(this.checkMs);
   }
 
   private armHeartbeat(): void {
-    this.hbTimer = this.clear(this.hbTimer);
     const gen = this.gen;
     const now = this.timers.now();
     // Ping when either direction has been silent for heartbeatMs: nothing received (is the
     // link alive?) or nothing sent (the server's idle timeout counts what the client sends).
     const quiet = now - Math.min(this.lastRecv, this.lastSend);
     const wait = Math.max(0, this.heartbeatMs - quiet);
-    this.hbTimer = this.timers.setTimeout(() => {
-      this.hbTimer = null;
+    this.later('hb', wait, () => {
       if (gen !== this.gen) return;
       const t = this.timers.now();
       const idle = t - Math.min(this.lastRecv, this.lastSend);
       if (idle >= this.heartbeatMs) this.ping(this.deadAfterMs);
       else this.armHeartbeat();
-    }, wait);
+    });
   }
 
   private ping(deadline: number): void {
     if (!this.conn) return;
     const gen = this.gen;
     const sentAt = this.timers.now();
-    const id = this.nextId++;
-    this.requests.set(id, { id, op: 'ping', msg: {}, resend: false, sent: true });
-    this.raw({ op: 'ping', id });
-    if (this.deadTimer !== null) return; // an earlier deadline is already running
-    this.deadTimer = this.timers.setTimeout(() => {
-      this.deadTimer = null;
+    this.track('ping', {}, {}, true);
+    if ('dead' in this.running) return; // an earlier deadline is already running
+    this.later('dead', deadline, () => {
       if (gen !== this.gen) return;
       if (this.lastRecv <= sentAt) this.drop(gen, 1006, 'no reply to ping within ' + deadline + ' ms');
       else this.armHeartbeat();
-    }, deadline);
+    });
   }
 
   // ---- incoming ----------------------------------------------------------------------------
 
   private onMessage(data: string): void {
     this.lastRecv = this.timers.now();
-    if (this.deadTimer !== null) {
-      this.deadTimer = this.clear(this.deadTimer);
+    if ('dead' in this.running) {
+      this.stop('dead');
       this.armHeartbeat();
-    } else if (this.hbTimer === null) this.armHeartbeat();
+    } else if (!('hb' in this.running)) this.armHeartbeat();
     let m: Json;
     try {
       m = JSON.parse(data) as Json;
     } catch (e) {
-      this.emit('error', { code: 'bad_frame', message: 'not JSON from the server' });
+      this.report('bad_frame', 'not JSON from the server');
       return;
     }
     if (!m || typeof m !== 'object') return;
@@ -578,7 +610,7 @@ export class ChatClient {
     const id = m.id as number;
     const p = this.requests.get(id);
     if (!p) {
-      if (!m.ok) this.emit('error', { code: String(m.code), message: String(m.message) });
+      if (!m.ok) this.report(String(m.code), m.message);
       return;
     }
     this.requests.delete(id);
@@ -594,16 +626,17 @@ export class ChatClient {
           p.sent = false;
           this.requests.set(p.id, p);
           this.retryLater(retryAfter(m));
-        } else p.w.reject(new ChatError(String(m.code), String(m.message)));
+        } else p.w.reject(refused(m));
     }
   }
 
   private onHello(m: Json): void {
     if (!m.ok) {
-      const code = String(m.code);
-      this.emit('error', { code, message: String(m.message), op: 'hello' });
+      const err = refused(m);
+      const code = err.code;
+      this.report(code, err.message, { op: 'hello' });
       if (code === 'unsupported_version' || (code === 'unauthorized' && typeof this.opt.token !== 'function')) {
-        this.fail(new ChatError(code, String(m.message)));
+        this.fail(err);
         return;
       }
       if (code === 'unauthorized') this.tokenStale = true;
@@ -611,37 +644,33 @@ export class ChatClient {
       return;
     }
     this.helloDone = true;
-    this.connectTimer = this.clear(this.connectTimer);
+    this.stop('connect');
     this.setState('open');
     const gen = this.gen;
-    this.stableTimer = this.clear(this.stableTimer);
-    this.stableTimer = this.timers.setTimeout(() => {
-      this.stableTimer = null;
+    this.later('stable', this.stableMs, () => {
       if (gen === this.gen) this.attempt = 0;
-    }, this.stableMs);
-    const w = this.connectWaiters;
-    this.connectWaiters = [];
-    for (const x of w) x.resolve();
+    });
+    this.settleConnect();
     const rooms = Array.isArray(m.rooms) ? (m.rooms as Json[]) : [];
     for (const r of rooms) this.onJoinReply(String(r.room), r, false);
     this.flush();
   }
 
   private onJoinReply(room: string, m: Json, flush = true): void {
-    if (this.joined.indexOf(room) < 0) return; // left meanwhile
+    const i = this.joined.indexOf(room);
+    if (i < 0) return; // left meanwhile
     const waiters = this.joinWaiters[room] || [];
     if (!m.ok) {
-      const code = String(m.code);
-      if (code === 'unavailable') {
+      if (m.code === 'unavailable') {
         this.retryLater(retryAfter(m));
         return;
       }
       delete this.joinWaiters[room];
-      this.joined.splice(this.joined.indexOf(room), 1);
+      this.joined.splice(i, 1);
       this.saveState();
-      const err = new ChatError(code, String(m.message));
-      this.emit('error', { code, message: String(m.message), room, op: 'join' });
-      for (const x of waiters) x.reject(err);
+      const err = refused(m);
+      this.report(err.code, err.message, { room, op: 'join' });
+      rejectAll(waiters, err);
       this.rejectRoomSends(room, err);
       return;
     }
@@ -677,7 +706,7 @@ export class ChatClient {
       if (p && seq <= p.seq) return; // already delivered
       if (p && seq !== p.seq + 1) {
         // A hole the server did not announce (it never should): resume from our position.
-        this.emit('error', { code: 'sequence', message: 'seq ' + seq + ' after ' + p.seq + ' in ' + room + ': resuming', room });
+        this.report('sequence', 'seq ' + seq + ' after ' + p.seq + ' in ' + room + ': resuming', { room });
         this.drop(this.gen, 1006, 'unannounced gap');
         return;
       }
@@ -706,15 +735,14 @@ export class ChatClient {
 
   private retryLater(ms: number): void {
     this.blockedUntil = Math.max(this.blockedUntil, this.timers.now() + ms);
-    if (this.flushTimer !== null) return;
-    this.flushTimer = this.timers.setTimeout(() => { this.flushTimer = null; this.flush(); }, ms);
+    if (!('flush' in this.running)) this.later('flush', ms, () => this.flush());
   }
 
   /** Send what waits: join requests, the outbox in order, other requests. */
   private flush(): void {
-    if (!this.conn || !this.helloDone) return;
+    if (!this.live()) return;
     if (this.timers.now() < this.blockedUntil) {
-      if (this.flushTimer === null) this.retryLater(this.blockedUntil - this.timers.now());
+      this.retryLater(this.blockedUntil - this.timers.now());
       return;
     }
     for (const room of this.joined) {
@@ -728,12 +756,8 @@ export class ChatClient {
       if (this.inflight.has(it.cid)) { busy[it.room] = n + 1; continue; }
       if (!this.ready.has(it.room) || n >= this.sendWindow) { busy[it.room] = Infinity; continue; }
       busy[it.room] = n + 1;
-      const id = this.nextId++;
-      const msg: Json = { op: 'send', id, room: it.room, cid: it.cid, body: it.body };
-      if (it.excludeSelf) msg.excludeSelf = true;
-      this.requests.set(id, { id, op: 'send', msg, resend: false, sent: true, cid: it.cid });
       this.inflight.add(it.cid);
-      this.raw(msg);
+      this.track('send', { room: it.room, cid: it.cid, body: it.body, excludeSelf: it.excludeSelf || undefined }, { cid: it.cid }, true);
     }
     for (const p of Array.from(this.requests.values())) {
       if (p.sent) continue;
@@ -744,20 +768,12 @@ export class ChatClient {
   }
 
   private joinSent(room: string): boolean {
-    for (const p of Array.from(this.requests.values())) if (p.op === 'join' && p.needsRoom === room && p.sent) return true;
+    for (const p of this.requests.values()) if (p.op === 'join' && p.needsRoom === room && p.sent) return true;
     return false;
   }
 
   private sendJoin(room: string): void {
-    const id = this.nextId++;
-    const msg: Json = { op: 'join', id, room };
-    const pos = this.positions[room];
-    if (pos) {
-      msg.since = pos.seq;
-      if (pos.epoch) msg.epoch = pos.epoch;
-    }
-    this.requests.set(id, { id, op: 'join', msg, needsRoom: room, resend: false, sent: true });
-    this.raw(msg);
+    this.track('join', this.resumeFrom(room), { needsRoom: room }, true);
   }
 
   private onSendReply(cid: string, m: Json): void {
@@ -769,36 +785,38 @@ export class ChatClient {
       this.outbox.splice(i, 1);
       this.saveOutbox();
       const r: SendResult = { room: it.room, cid, seq: m.seq as number, ts: m.ts as number, duplicate: !!m.duplicate };
-      const w = this.sendWaiters[cid];
-      delete this.sendWaiters[cid];
-      this.emit('sent', { room: r.room, cid, seq: r.seq, ts: r.ts, duplicate: r.duplicate, body: it.body });
+      const w = this.takeSendWaiter(cid);
+      this.emit('sent', Object.assign({}, r, { body: it.body }));
       if (w) w.resolve(r);
       this.flush();
       return;
     }
-    const code = String(m.code);
-    if (RETRYABLE[code]) {
-      if (code === 'not_joined') this.ready.delete(it.room);
+    const err = refused(m);
+    if (RETRYABLE[err.code]) {
+      if (err.code === 'not_joined') this.ready.delete(it.room);
       // Everything of this room sent after it is resent after the pause (dedupe keeps it once).
       this.retryLater(retryAfter(m));
       return;
     }
     this.outbox.splice(i, 1);
     this.saveOutbox();
-    const err = new ChatError(code, String(m.message));
-    this.emit('error', { code, message: String(m.message), room: it.room, cid, op: 'send' });
-    const w = this.sendWaiters[cid];
-    delete this.sendWaiters[cid];
+    this.report(err.code, err.message, { room: it.room, cid, op: 'send' });
+    const w = this.takeSendWaiter(cid);
     if (w) w.reject(err);
     this.flush();
+  }
+
+  private takeSendWaiter(cid: string): Waiter<SendResult> | undefined {
+    const w = this.sendWaiters[cid];
+    delete this.sendWaiters[cid];
+    return w;
   }
 
   private rejectRoomSends(room: string, err: ChatError): void {
     const keep: OutboxItem[] = [];
     for (const it of this.outbox) {
       if (it.room !== room) { keep.push(it); continue; }
-      const w = this.sendWaiters[it.cid];
-      delete this.sendWaiters[it.cid];
+      const w = this.takeSendWaiter(it.cid);
       if (w) w.reject(err);
     }
     if (keep.length !== this.outbox.length) {
@@ -809,17 +827,10 @@ export class ChatClient {
 
   private request(op: string, fields: Json, opts: { room?: string; resend?: boolean } = {}): Promise<Json> {
     if (this._state === 'closed' && !this.wantOpen) return Promise.reject(new ChatError('closed', 'the client is closed'));
+    const room = opts.room;
     return new Promise<Json>((resolve, reject) => {
-      const id = this.nextId++;
-      const msg: Json = { op, id };
-      for (const k of Object.keys(fields)) if (fields[k] !== undefined) msg[k] = fields[k];
-      const p: Pending = { id, op, msg, resend: opts.resend !== false, sent: false, w: { resolve, reject } };
-      if (opts.room) p.needsRoom = opts.room;
-      this.requests.set(id, p);
-      if (this.conn && this.helloDone && (!p.needsRoom || this.ready.has(p.needsRoom))) {
-        p.sent = true;
-        this.raw(msg);
-      }
+      this.track(op, fields, { needsRoom: room, resend: opts.resend !== false, w: { resolve, reject } },
+        this.live() && (!room || this.ready.has(room)));
     });
   }
 
@@ -827,18 +838,16 @@ export class ChatClient {
 
   /** Join a room (kept across reconnections and reloads; resumed from its saved position). */
   join(room: string): Promise<JoinInfo> {
-    if (this.joined.indexOf(room) >= 0 && this.ready.has(room) && this.joinInfo[room]) {
-      const info = this.joinInfo[room];
-      return Promise.resolve({ room: info.room, seq: info.seq, epoch: info.epoch, recovered: info.recovered, oldest: info.oldest, unread: info.unread, readSeq: info.readSeq, already: true });
-    }
+    const info = this.joinInfo[room];
+    if (this.joined.includes(room) && this.ready.has(room) && info) return Promise.resolve(Object.assign({}, info, { already: true }));
     const p = new Promise<JoinInfo>((resolve, reject) => {
       (this.joinWaiters[room] || (this.joinWaiters[room] = [])).push({ resolve, reject });
     });
-    if (this.joined.indexOf(room) < 0) {
+    if (!this.joined.includes(room)) {
       this.joined.push(room);
       this.saveState();
     }
-    if (this.conn && this.helloDone && !this.joinSent(room)) this.sendJoin(room);
+    if (this.live() && !this.joinSent(room)) this.sendJoin(room);
     return p;
   }
 
@@ -850,7 +859,7 @@ export class ChatClient {
     delete this.joinInfo[room];
     this.saveState();
     const err = new ChatError('left', 'left the room ' + room);
-    for (const x of this.joinWaiters[room] || []) x.reject(err);
+    rejectAll(this.joinWaiters[room] || [], err);
     delete this.joinWaiters[room];
     this.rejectRoomSends(room, err);
     await this.request('leave', { room });
@@ -858,7 +867,7 @@ export class ChatClient {
 
   /** Queue a message (persisted at once) and resolve when the server has stored it. */
   send(room: string, body: unknown, options: SendOptions = {}): Promise<SendResult> {
-    if (this.joined.indexOf(room) < 0) this.join(room).catch(() => undefined);
+    if (!this.joined.includes(room)) this.join(room).catch(() => undefined);
     const it: OutboxItem = { cid: this.newCid(), room, body };
     if (options.excludeSelf) it.excludeSelf = true;
     this.outbox.push(it);
@@ -885,7 +894,7 @@ export class ChatClient {
 
   /** Ephemeral: dropped (resolved) when not connected. */
   async typing(room: string, active = true): Promise<void> {
-    if (!this.conn || !this.helloDone || !this.ready.has(room)) return;
+    if (!this.live() || !this.ready.has(room)) return;
     await this.request('typing', { room, active }, { room, resend: false });
   }
 
@@ -931,24 +940,21 @@ export class ChatClient {
   /** Close the socket for good. The outbox stays in storage: a later client over the same
    * storage sends it (its results come as `sent` events). Pending promises are rejected. */
   close(): void {
-    if (this.persistTimer !== null) this.saveState();
+    if ('persist' in this.running) this.saveState();
     this.wantOpen = false;
-    this.reconnectTimer = this.clear(this.reconnectTimer);
-    this.flushTimer = this.clear(this.flushTimer);
+    this.stop('reconnect', 'flush');
     const c = this.conn;
     const err = new ChatError('closed', 'the client was closed');
     if (c) {
       this.onClose(this.gen, 1000, 'closed by the client');
       c.close(1000, '');
     } else this.setState('closed');
-    for (const p of Array.from(this.requests.values())) if (p.w) p.w.reject(err);
+    for (const p of this.requests.values()) if (p.w) p.w.reject(err);
     this.requests.clear();
-    for (const cid of Object.keys(this.sendWaiters)) this.sendWaiters[cid].reject(err);
+    rejectAll(Object.values(this.sendWaiters), err);
     this.sendWaiters = {};
-    for (const room of Object.keys(this.joinWaiters)) for (const x of this.joinWaiters[room]) x.reject(err);
+    for (const waiters of Object.values(this.joinWaiters)) rejectAll(waiters, err);
     this.joinWaiters = {};
-    const w = this.connectWaiters;
-    this.connectWaiters = [];
-    for (const x of w) x.reject(err);
+    this.settleConnect(err);
   }
 }

@@ -45,6 +45,20 @@ type _WxFits = Fits<WechatMiniprogram.Wx>;
 type FitsTask<T extends MiniSocketTask> = T;
 type _TaskFits = FitsTask<WechatMiniprogram.SocketTask>;
 
+/** The errMsg of a wx/uni callback, or `fallback` when it has none. */
+const errMsg = (res: { errMsg?: string } | undefined, fallback: string): string => (res && res.errMsg ? res.errMsg : fallback);
+
+/** A received frame: text goes to onMessage, binary is reported (the protocol is JSON text). */
+function deliver(h: ConnectionHandlers, data: unknown): void {
+  if (typeof data === 'string') h.onMessage(data);
+  else h.onError('binary message ignored');
+}
+
+/** The code and reason of a close event ({code, reason} from SocketTask and WebSocket alike). */
+function closeOf(ev: { code?: unknown; reason?: string } | undefined, finish: (code: number, reason: string) => void): void {
+  finish(ev && typeof ev.code === 'number' ? ev.code : 1006, (ev && ev.reason) || '');
+}
+
 /**
  * wx.connectSocket (or uni.connectSocket) through the SocketTask object only; the global
  * wx.onSocket* listeners are never used. Handles the close-before-open pitfall: a close()
@@ -67,8 +81,9 @@ export function miniTransport(api: MiniSocketApi, name = 'wx'): Transport {
         url,
         protocols,
         fail: (res) => {
-          h.onError(res && res.errMsg ? res.errMsg : 'connectSocket:fail');
-          finish(1006, res && res.errMsg ? res.errMsg : 'connectSocket:fail');
+          const msg = errMsg(res, 'connectSocket:fail');
+          h.onError(msg);
+          finish(1006, msg);
         },
       });
       const doClose = (code: number, reason: string) => {
@@ -85,21 +100,19 @@ export function miniTransport(api: MiniSocketApi, name = 'wx'): Transport {
           else if (!closed) h.onOpen();
         });
         task.onMessage((res) => {
-          if (closed || closeAsked) return;
-          if (typeof res.data === 'string') h.onMessage(res.data);
-          else h.onError('binary message ignored');
+          if (!closed && !closeAsked) deliver(h, res.data);
         });
         task.onError((res) => {
-          if (!closed) h.onError(res && res.errMsg ? res.errMsg : 'socket error');
+          if (!closed) h.onError(errMsg(res, 'socket error'));
         });
-        task.onClose((res) => finish(res && typeof res.code === 'number' ? res.code : 1006, (res && res.reason) || ''));
+        task.onClose((res) => closeOf(res, finish));
       }
       return {
         send(data) {
           if (!opened || closed || closeAsked || !task) return false;
           let ok = true;
           try {
-            task.send({ data, fail: (res) => h.onError(res && res.errMsg ? res.errMsg : 'sendSocketMessage:fail') });
+            task.send({ data, fail: (res) => h.onError(errMsg(res, 'sendSocketMessage:fail')) });
           } catch (e) {
             ok = false;
           }
@@ -147,15 +160,13 @@ export function webSocketTransport(Ctor: WebSocketConstructor, name = 'websocket
       }
       ws.onopen = () => { if (!closed) h.onOpen(); };
       ws.onmessage = (ev) => {
-        if (closed) return;
-        if (typeof ev.data === 'string') h.onMessage(ev.data);
-        else h.onError('binary message ignored');
+        if (!closed) deliver(h, ev.data);
       };
       ws.onerror = (ev) => {
         const m = ev ? (ev as { message?: string }).message : undefined;
         if (!closed) h.onError(typeof m === 'string' && m ? m : 'socket error');
       };
-      ws.onclose = (ev) => finish(ev && typeof ev.code === 'number' ? ev.code : 1006, (ev && ev.reason) || '');
+      ws.onclose = (ev) => closeOf(ev, finish);
       return {
         send(data) {
           if (closed || ws.readyState !== 1) return false;
