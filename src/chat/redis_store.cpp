@@ -53,13 +53,7 @@ std::int64_t steadyMs() {
 std::string sha1Hex(std::string_view s) {
     unsigned char d[SHA_DIGEST_LENGTH];
     SHA1(reinterpret_cast<const unsigned char*>(s.data()), s.size(), d);
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : d) {
-        out += hex[c >> 4];
-        out += hex[c & 15];
-    }
-    return out;
+    return toHex(d, sizeof d);
 }
 
 std::uint64_t toU64(std::string_view s) {
@@ -320,18 +314,19 @@ void RedisStore::message(std::string_view channel, std::string_view payload) {
     if (s.node != options_.node) listener_->remoteSignal(f->room, std::move(s));
 }
 
+void RedisStore::answer(Feed& f, std::unordered_map<std::uint64_t, Mine>::iterator m, bool fanOut) {
+    auto done = std::move(m->second.done);
+    auto res = std::move(m->second.result);
+    f.mine.erase(m);
+    res.fanOut = fanOut;
+    done(std::move(res));
+}
+
 void RedisStore::offer(Feed& f, const std::string& epoch, Incoming in) {
     if (f.retired.contains(epoch)) {
         // An event of a history lost meanwhile: only a sender still waits for it.
-        if (in.token) {
-            if (const auto m = f.mine.find(in.token); m != f.mine.end() && m->second.replied) {
-                auto done = std::move(m->second.done);
-                auto res = std::move(m->second.result);
-                f.mine.erase(m);
-                res.fanOut = false;
-                done(std::move(res));
-            }
-        }
+        if (in.token)
+            if (const auto m = f.mine.find(in.token); m != f.mine.end() && m->second.replied) answer(f, m, false);
         return;
     }
     if (f.open && !epoch.empty() && epoch != f.epoch) reset(f, epoch);
@@ -353,21 +348,12 @@ void RedisStore::drain(Feed& f) {
         f.ahead.erase(it);
         if (seq <= f.delivered) {
             // Already handed on (read with the position, or filled): its sender still waits.
-            if (m != f.mine.end() && m->second.replied) {
-                auto done = std::move(m->second.done);
-                auto res = std::move(m->second.result);
-                f.mine.erase(m);
-                res.fanOut = false;
-                done(std::move(res));
-            }
+            if (m != f.mine.end() && m->second.replied) answer(f, m, false);
             continue;
         }
         f.delivered = seq;
         if (m != f.mine.end()) {
-            auto done = std::move(m->second.done);
-            auto res = std::move(m->second.result);
-            f.mine.erase(m);
-            done(std::move(res));
+            answer(f, m, true);
         } else if (listener_) {
             AppendResult res;
             res.room = f.room;
@@ -480,12 +466,7 @@ void RedisStore::reset(Feed& f, const std::string& epoch) {
     for (auto& [seq, in] : ahead) {
         if (!in.token) continue;
         const auto m = f.mine.find(in.token);
-        if (m == f.mine.end() || !m->second.replied) continue;
-        auto done = std::move(m->second.done);
-        auto res = std::move(m->second.result);
-        f.mine.erase(m);
-        res.fanOut = false;
-        done(std::move(res));
+        if (m != f.mine.end() && m->second.replied) answer(f, m, false);
     }
     settleSyncs(f, true);
     if (listener_ && !epoch.empty()) listener_->roomReset(f.room, epoch);

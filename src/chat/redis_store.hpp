@@ -116,6 +116,9 @@ private:
     void finishOpen(Feed& f, StoreStatus st);
     void offer(Feed& f, const std::string& epoch, Incoming in);
     void drain(Feed& f);
+    /** This node's append `m`, stored: its sender gets the reply; `fanOut` false when the
+     *  event reached the members already (its place in the feed was passed). */
+    void answer(Feed& f, std::unordered_map<std::uint64_t, Mine>::iterator m, bool fanOut);
     void fill(Feed& f);
     void reset(Feed& f, const std::string& epoch);
     /** Answers the syncs the feed has reached (`all`: every one, and those waiting too long). */

@@ -6,16 +6,21 @@
 
 namespace tongdao::chat {
 
+std::string toHex(const unsigned char* bytes, std::size_t n) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string s;
+    s.reserve(2 * n);
+    for (std::size_t i = 0; i < n; ++i) {
+        s += hex[bytes[i] >> 4];
+        s += hex[bytes[i] & 15];
+    }
+    return s;
+}
+
 std::string newEpoch() {
     unsigned char b[8];
     if (RAND_bytes(b, sizeof b) != 1) throw std::runtime_error("RAND_bytes failed");
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string s;
-    for (unsigned char c : b) {
-        s += hex[c >> 4];
-        s += hex[c & 15];
-    }
-    return s;
+    return toHex(b, sizeof b);
 }
 
 void StoreCounters::committed(std::uint64_t events, double seconds) noexcept {

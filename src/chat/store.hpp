@@ -146,6 +146,8 @@ public:
     virtual void roomReset(const std::string& room, const std::string& epoch) = 0;
 };
 
+/** Lower-case hex of `n` bytes. */
+std::string toHex(const unsigned char* bytes, std::size_t n);
 /** A new room's epoch: 16 hex digits from the CSPRNG (also a node's default name). */
 std::string newEpoch();
 
