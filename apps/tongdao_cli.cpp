@@ -1,6 +1,7 @@
 // tongdao: the command-line client, in the spirit of wscat and websocat.
 //
 //   tongdao connect URL [options]
+//   tongdao chat URL --room R [--name N] [options]   (cli_chat.cpp)
 //
 // Opens a WebSocket with tongdao::connectSocket on a runtime of its own (its loop thread
 // runs every callback) while the main thread reads standard input, waits and closes.
@@ -9,6 +10,8 @@
 #include "tongdao/client/runtime.hpp"
 #include "tongdao/client/socket_task.hpp"
 #include "tongdao/log.hpp"
+
+#include "cli_chat.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -295,6 +298,9 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.get_formatter()->column_width(34);
     addConnect(app, args, headers, insecure);
+    tongdao::app::ChatArgs chatArgs;
+    bool chatMode = false;
+    tongdao::app::addChat(app, chatArgs, [&chatMode] { chatMode = true; });
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
@@ -315,5 +321,6 @@ int main(int argc, char** argv) {
     ::sigaction(SIGINT, &action, nullptr);
     ::sigaction(SIGTERM, &action, nullptr);
     ::signal(SIGPIPE, SIG_IGN);
+    if (chatMode) return tongdao::app::runChat(std::move(chatArgs), interrupted);
     return run(args);
 }
