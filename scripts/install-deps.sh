@@ -17,6 +17,7 @@ test_pkgs=(
   clang libclang-rt-14-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-websockets redis-server redis-tools chromium
   libboost1.81-dev libwebsocketpp-dev libsimdjson-dev
+  nginx libnss3-tools
 )
 
 want=("${build_pkgs[@]}")
@@ -36,6 +37,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq || true
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # nginx is here for tests/deploy, which runs its own from a temporary directory: the
+  # system service the package starts (a web server on port 80) is stopped and disabled,
+  # only when this script installed it.
+  if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null 2>&1 &&
+     [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
 fi
 
 # npm is shipped inside the nodesource nodejs package; Debian's own nodejs needs the npm package
