@@ -365,16 +365,20 @@ void Server::handleSignals() {
         log(LogLevel::info, "signal %d", signo);
         shutdown();
     });
-    if (!impl_->tls) return;
-    // SIGHUP: read the certificates again; open connections keep theirs.
+    // SIGHUP: read the certificates again; open connections keep theirs. Caught without TLS
+    // too: its default action would end the process (a service manager's "reload").
     auto hup = std::make_shared<asio::signal_set>(loop.context(), SIGHUP);
     auto wait = std::make_shared<std::function<void()>>();
     *wait = [this, hup, weak = std::weak_ptr<std::function<void()>>(wait)] {
         hup->async_wait([this, hup, weak](const asio::error_code& ec, int) {
             if (ec) return;
             try {
-                impl_->tls->reload();
-                log(LogLevel::info, "TLS certificates reloaded");
+                if (!impl_->tls) {
+                    log(LogLevel::info, "SIGHUP: no TLS certificates to reload");
+                } else {
+                    impl_->tls->reload();
+                    log(LogLevel::info, "TLS certificates reloaded");
+                }
             } catch (const std::exception& e) {
                 log(LogLevel::error, "TLS reload failed, keeping the old certificates: %s", e.what());
             }

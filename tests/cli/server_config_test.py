@@ -1,7 +1,8 @@
 """tongdao-server --config FILE (TOML): a key per option, refused keys and types with the
-file, line and reason, the command line and the environment winning over the file, and the
-settings file the Debian package ships (packaging/tongdao-server/tongdao-server.conf.in,
-its paths put in a temporary directory) starting a server that answers /health.
+file, line and reason, the command line and the environment winning over the file, SIGHUP
+on a server without TLS (harmless), and the settings file the Debian package ships
+(packaging/tongdao-server/tongdao-server.conf.in, its paths put in a temporary directory)
+starting a server that answers /health.
 
 usage: server_config_test.py --server PATH/tongdao-server
 """
@@ -9,6 +10,7 @@ usage: server_config_test.py --server PATH/tongdao-server
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -84,6 +86,16 @@ def main():
         with open(good, "w") as f:
             f.write(f'port = {file_port}\nanonymous = true\ndata-dir = "{tmp}/data"\n'
                     f'allowed-origin = ["http://127.0.0.1"]\nrate-limit = 5\n')
+        # SIGHUP without TLS: nothing to reload, and the server goes on (a service's reload).
+        p = serve(server, ["--config", good, "--port", str(cli_port)])
+        try:
+            up = health(cli_port)
+            p.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+            check(up and p.poll() is None and health(cli_port), "SIGHUP without TLS: the server goes on")
+        finally:
+            stop_process(p)
+
         for args, env_extra, port, what in (
                 ([], {}, file_port, "the file's port"),
                 ([], {"TONGDAO_PORT": str(env_port)}, env_port, "the environment wins over the file"),
