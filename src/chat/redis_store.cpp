@@ -262,6 +262,9 @@ void RedisStore::openFeed(Feed& f, const std::string& stale) {
         if (f2.reopening) {
             f2.reopening = false;
             if (listener_) listener_->roomReset(room, f2.epoch);
+        } else if (f2.resyncing) {
+            f2.resyncing = false;
+            if (listener_) listener_->roomResync(room, f2.delivered);
         }
         router_->command(roomsKey, {"ZADD", roomsKey, "0", room}, [](const redisReply*) {});
         finishOpen(f2, StoreStatus::ok);
@@ -363,7 +366,23 @@ void RedisStore::drain(Feed& f) {
     }
     // A seq missing before what arrived: the channel lost it; the stream has it.
     if (!f.ahead.empty() && f.ahead.begin()->first > f.delivered + 1) fill(f);
+    if (f.ahead.size() > maxAhead) return resync(f);
     settleSyncs(f, false);
+}
+
+void RedisStore::resync(Feed& f) {
+    log(LogLevel::warn, "chat store: room '%s': %zu events wait behind seq %llu; its members here resume from the store",
+        f.room.c_str(), f.ahead.size(), static_cast<unsigned long long>(f.delivered + 1));
+    for (auto& [seq, in] : f.ahead) {
+        if (!in.token) continue;
+        const auto m = f.mine.find(in.token);
+        if (m != f.mine.end() && m->second.replied) answer(f, m, false); // stored: its sender hears it
+    }
+    f.ahead.clear();
+    f.open = false;
+    f.resyncing = true;
+    settleSyncs(f, true);
+    openFeed(f);
 }
 
 void RedisStore::settleSyncs(Feed& f, bool all) {

@@ -67,6 +67,8 @@ public:
     static constexpr int unreadScanCap = 10000;
     /** A node's presence entries live this long unless it refreshes them. */
     static constexpr int presenceTtlMs = 20000;
+    /** Events a feed holds back waiting for a missing one, beyond which it resyncs. */
+    static constexpr std::size_t maxAhead = 10000;
 
 private:
     enum Script : std::uint8_t { appendS, readS, memberS, markReadS, openS, presenceS, scriptCount };
@@ -87,6 +89,7 @@ private:
         std::set<std::string> retired; ///< epochs of histories lost: their late events are ignored
         bool open = false, subscribed = false, opening = false, filling = false;
         bool reopening = false; ///< its data vanished: opened again, under a new epoch
+        bool resyncing = false; ///< too far behind: opened again at the room's position
         std::uint64_t delivered = 0; ///< the latest seq handed on
         std::int64_t openSince = 0;
         std::map<std::uint64_t, Incoming> ahead;
@@ -121,6 +124,8 @@ private:
     void answer(Feed& f, std::unordered_map<std::uint64_t, Mine>::iterator m, bool fanOut);
     void fill(Feed& f);
     void reset(Feed& f, const std::string& epoch);
+    /** Too many events wait for a missing one: the feed starts again at the room's position. */
+    void resync(Feed& f);
     /** Answers the syncs the feed has reached (`all`: every one, and those waiting too long). */
     void settleSyncs(Feed& f, bool all);
     void ownReply(Feed* f, std::uint64_t token, AppendResult result, const std::string& epoch);

@@ -350,19 +350,33 @@ void Service::Impl::roomReset(const std::string& room, const std::string& epoch)
         Room& r = *it->second;
         log(LogLevel::warn, "chat: room '%s' starts a new history (epoch %s): its members resume", room.c_str(), epoch.c_str());
         r.epoch = epoch;
-        r.seq = 0;
-        // Every member connection resumes: its join then says `recovered: false` with a gap
-        // event of reason "epoch", rather than seqs that mean something else now.
-        for (std::uint32_t l = 0; l < shards.size(); ++l) {
-            if (r.loopMembers[l] == 0) continue;
-            onLoop(l, [this, room] {
-                Shard& s2 = here();
-                if (auto lr = s2.local.find(room); lr != s2.local.end()) lr->second.lastSeq = 0;
-                for (auto& [id, sess] : s2.sessions)
-                    if (sess->ws && sess->rooms.contains(room)) sess->ws->end(1012, "room history reset");
-            });
-        }
+        closeMembers(r, 0, 1012, "room history reset");
     });
+}
+
+void Service::Impl::roomResync(const std::string& room, std::uint64_t seq) {
+    onLoop(roomLoop(room), [this, room, seq] {
+        Shard& sh = here();
+        const auto it = sh.rooms.find(room);
+        if (it == sh.rooms.end()) return;
+        closeMembers(*it->second, seq, 1013, "catching up");
+    });
+}
+
+void Service::Impl::closeMembers(Room& r, std::uint64_t seq, std::uint16_t code, const char* reason) {
+    r.seq = seq;
+    // Every member connection resumes: after a reset its join says `recovered: false` with a
+    // gap of reason "epoch", rather than seqs that mean something else now; after a resync it
+    // reads from the store what this node skipped.
+    for (std::uint32_t l = 0; l < shards.size(); ++l) {
+        if (r.loopMembers[l] == 0) continue;
+        onLoop(l, [this, room = r.name, seq, code, reason] {
+            Shard& s2 = here();
+            if (auto lr = s2.local.find(room); lr != s2.local.end()) lr->second.lastSeq = seq;
+            for (auto& [id, sess] : s2.sessions)
+                if (sess->ws && sess->rooms.contains(room)) sess->ws->end(code, reason);
+        });
+    }
 }
 
 } // namespace tongdao::chat

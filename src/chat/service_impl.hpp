@@ -210,6 +210,9 @@ struct Service::Impl final : StoreListener {
     void remoteStored(AppendResult result) override;
     void remoteSignal(const std::string& room, Signal s) override;
     void roomReset(const std::string& room, const std::string& epoch) override;
+    void roomResync(const std::string& room, std::uint64_t seq) override;
+    /** Closes this node's member connections of a room (they resume), its position at `seq`. */
+    void closeMembers(Room& r, std::uint64_t seq, std::uint16_t code, const char* reason);
 
     // --- sessions (session.cpp): all on the session's loop ---------------------------------
     void onOpen(WebSocket& ws);

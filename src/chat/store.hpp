@@ -144,6 +144,9 @@ public:
     virtual void remoteSignal(const std::string& room, Signal s) = 0;
     /** The room's history was lost and starts again under a new epoch. */
     virtual void roomReset(const std::string& room, const std::string& epoch) = 0;
+    /** This node fell too far behind the room to order its events in memory: it goes on from
+     *  `seq`, and its members resume from the store what came before. */
+    virtual void roomResync(const std::string& room, std::uint64_t seq) = 0;
 };
 
 /** Lower-case hex of `n` bytes. */
