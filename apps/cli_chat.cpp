@@ -205,7 +205,7 @@ void connect(const std::shared_ptr<Chat>& chat, Runtime& runtime) {
         if (const auto c = weak.lock()) c->refusedCall = true;
     };
     // Held while the listeners are set: none of them may see the chat without its task.
-    std::lock_guard lk(chat->mu);
+    std::lock_guard hold(chat->mu);
     auto task = connectSocket(runtime, std::move(o));
     task->onOpen([weak](const OnOpenResult&) {
         const auto c = weak.lock();
