@@ -9,6 +9,7 @@
 #include "server_config.hpp"
 
 #include <CLI/CLI.hpp>
+#include <asio/signal_set.hpp>
 
 #include <unistd.h>
 
@@ -46,49 +47,49 @@ std::string defaultWebRoot() {
     return {};
 }
 
-} // namespace
-
-int main(int argc, char** argv) {
+/** Everything the command line, the environment and the config file set. */
+struct Settings {
     tongdao::ServerOptions options;
     tongdao::chat::ChatOptions chat;
     std::size_t maxPayload = 16 * 1024 * 1024;
     std::uint32_t idleTimeout = 60;
     std::string deflate = "shared", durability = "full", logLevel = "info";
-    std::string authSecretFile, apiKeyFile, webRoot;
+    std::string authSecretFile, apiKeyFile, webRoot, configFile;
     std::vector<std::string> certs, keys;
+    tongdao::Compression compression = tongdao::Compression::shared;
+};
 
-    CLI::App app{"tongdao-server: the chat server of docs/PROTOCOL.md (on /chat), with WebSocket echo on /echo,\n"
-                 "/health, Prometheus metrics on /metrics and the web page on /. Every option can also be set\n"
-                 "in the environment variable named beside it."};
+void define(CLI::App& app, Settings& st) {
+    auto& options = st.options;
+    auto& chat = st.chat;
     app.get_formatter()->column_width(44);
     auto opt = [&](const std::string& name, auto& var, const std::string& help) {
         std::string env = "TONGDAO_" + name.substr(2);
         for (char& c : env) c = c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
         return app.add_option(name, var, help)->envname(env)->capture_default_str();
     };
-    std::string configFile;
-    opt("--config", configFile, "TOML file of settings: a key per option, named without its dashes");
+    opt("--config", st.configFile, "TOML file of settings: a key per option, named without its dashes");
     opt("--host", options.host, "address to listen on");
     opt("--port", options.port, "port for ws:// and http://");
     opt("--threads", options.threads, "event loops (0: one per core)");
-    opt("--idle-timeout", idleTimeout, "seconds of silence before a WebSocket is closed");
-    opt("--max-payload", maxPayload, "largest message on /echo, in bytes");
-    opt("--deflate", deflate, "permessage-deflate: off, shared or dedicated")->check(CLI::IsMember({"off", "shared", "dedicated"}));
-    opt("--log-level", logLevel, "error, warn, info or debug")->check(CLI::IsMember({"error", "warn", "info", "debug"}));
-    opt("--tls-cert", certs, "PEM certificate chain for wss:// (repeat with --tls-key for SNI)");
-    opt("--tls-key", keys, "PEM private key for the --tls-cert of the same position");
+    opt("--idle-timeout", st.idleTimeout, "seconds of silence before a WebSocket is closed");
+    opt("--max-payload", st.maxPayload, "largest message on /echo, in bytes");
+    opt("--deflate", st.deflate, "permessage-deflate: off, shared or dedicated")->check(CLI::IsMember({"off", "shared", "dedicated"}));
+    opt("--log-level", st.logLevel, "error, warn, info or debug")->check(CLI::IsMember({"error", "warn", "info", "debug"}));
+    opt("--tls-cert", st.certs, "PEM certificate chain for wss:// (repeat with --tls-key for SNI)");
+    opt("--tls-key", st.keys, "PEM private key for the --tls-cert of the same position");
     opt("--tls-port", options.tlsPort, "port for wss:// and https:// (with --tls-cert)");
     opt("--data-dir", chat.dataDir, "directory of the chat database (one node)");
     opt("--redis", chat.redis, "redis://[user:password@]host:port[/db]: share rooms with the other nodes on it");
     opt("--redis-cluster", chat.redisCluster, "Redis Cluster masters host:port,... (instead of --redis)")->delimiter(',');
     opt("--node-id", chat.nodeId, "this node's name among several (default: random)");
-    opt("--durability", durability, "full: an ack survives power loss; normal: a killed process")
+    opt("--durability", st.durability, "full: an ack survives power loss; normal: a killed process")
         ->check(CLI::IsMember({"full", "normal"}));
     app.add_flag("--anonymous", chat.anonymous, "accept hello {name} without a token")->envname("TONGDAO_ANONYMOUS");
-    opt("--auth-secret-file", authSecretFile, "file holding the HS256 secret that signs tokens");
+    opt("--auth-secret-file", st.authSecretFile, "file holding the HS256 secret that signs tokens");
     opt("--allowed-origin", chat.allowedOrigins, "browser Origin admitted (repeatable; none: any)");
     opt("--allowed-appid", chat.allowedAppids, "mini-program appid admitted by its Referer (repeatable)");
-    opt("--api-key-file", apiKeyFile, "file holding the bearer key of the HTTP API (none: API off)");
+    opt("--api-key-file", st.apiKeyFile, "file holding the bearer key of the HTTP API (none: API off)");
     opt("--max-body", chat.maxBody, "largest message body, in bytes of JSON");
     opt("--max-rooms-per-connection", chat.maxRoomsPerConnection, "rooms one connection may join");
     opt("--max-room-members", chat.maxRoomMembers, "member connections per room");
@@ -98,36 +99,96 @@ int main(int argc, char** argv) {
     opt("--retention-days", chat.retentionDays, "days stored events are kept (0: forever)");
     opt("--presence-grace", chat.presenceGrace, "seconds before a user's leave is announced");
     opt("--max-presence-events", chat.maxPresenceEvents, "presence events only in rooms with at most this many online");
-    opt("--web-root", webRoot, "directory served on / (default: the page installed beside the binary)");
+    opt("--web-root", st.webRoot, "directory served on / (default: the page installed beside the binary)");
+}
+
+/**
+ * Reads the settings as tongdao-server starts (and again on SIGHUP): the command line, the
+ * environment, the --config file, the secret files. `exitStatus` 0 when they can be used;
+ * otherwise the reason is returned — or `printed` is set: the command line asked for help,
+ * or was wrong, and CLI11 said so (the program ends with `exitStatus`).
+ */
+std::string load(int argc, char** argv, Settings& st, int& exitStatus, bool& printed) {
+    CLI::App app{"tongdao-server: the chat server of docs/PROTOCOL.md (on /chat), with WebSocket echo on /echo,\n"
+                 "/health, Prometheus metrics on /metrics and the web page on /. Every option can also be set\n"
+                 "in the environment variable named beside it, or in the --config file."};
+    define(app, st);
     try {
         app.parse(argc, argv);
-        if (!configFile.empty()) tongdao::app::applyConfigFile(app, configFile);
+        if (!st.configFile.empty()) tongdao::app::applyConfigFile(app, st.configFile);
     } catch (const CLI::ParseError& e) {
-        return app.exit(e);
+        exitStatus = app.exit(e); // says what was wrong (or the help) itself
+        printed = true;
+        return {};
     } catch (const tongdao::app::ConfigError& e) {
-        std::fprintf(stderr, "tongdao-server: %s\n", e.what());
-        return 2;
+        exitStatus = 2;
+        return e.what();
     }
-    if (certs.size() != keys.size()) {
-        std::fprintf(stderr, "tongdao-server: give one --tls-key for each --tls-cert\n");
-        return 2;
+    exitStatus = 2;
+    if (st.certs.size() != st.keys.size()) return "give one --tls-key for each --tls-cert";
+    for (std::size_t i = 0; i < st.certs.size(); ++i) st.options.tls.certificates.push_back({st.certs[i], st.keys[i]});
+    st.compression = st.deflate == "off"      ? tongdao::Compression::off
+                     : st.deflate == "shared" ? tongdao::Compression::shared
+                                              : tongdao::Compression::dedicated;
+    auto& chat = st.chat;
+    chat.fullSync = st.durability == "full";
+    chat.idleTimeout = st.idleTimeout;
+    chat.compression = st.compression;
+    exitStatus = 1;
+    try {
+        if (!st.authSecretFile.empty()) chat.authSecret = readSecret(st.authSecretFile, "auth secret");
+        if (!st.apiKeyFile.empty()) chat.apiKey = readSecret(st.apiKeyFile, "API key");
+    } catch (const std::exception& e) {
+        return e.what();
     }
-    tongdao::setLogLevel(*tongdao::parseLogLevel(logLevel));
-    for (std::size_t i = 0; i < certs.size(); ++i) options.tls.certificates.push_back({certs[i], keys[i]});
-    const auto compression = deflate == "off"      ? tongdao::Compression::off
-                             : deflate == "shared" ? tongdao::Compression::shared
-                                                   : tongdao::Compression::dedicated;
-    chat.fullSync = durability == "full";
-    chat.idleTimeout = idleTimeout;
-    chat.compression = compression;
+    if (!chat.anonymous && chat.authSecret.empty())
+        return "give --anonymous, --auth-secret-file, or both: otherwise no one can say hello";
+    exitStatus = 0;
+    return {};
+}
+
+/** The settings of `next` that differ from `now` and only a restart applies. */
+std::vector<std::string> needRestart(const Settings& now, const Settings& next) {
+    std::vector<std::string> out;
+    auto diff = [&](const char* name, bool differs) {
+        if (differs) out.emplace_back(name);
+    };
+    const auto& a = now.options;
+    const auto& b = next.options;
+    diff("host", a.host != b.host);
+    diff("port", a.port != b.port);
+    diff("threads", a.threads != b.threads);
+    diff("tls-port", a.tlsPort != b.tlsPort);
+    diff("tls-cert/tls-key", now.certs != next.certs || now.keys != next.keys);
+    diff("idle-timeout", now.idleTimeout != next.idleTimeout);
+    diff("max-payload", now.maxPayload != next.maxPayload);
+    diff("deflate", now.deflate != next.deflate);
+    diff("web-root", now.webRoot != next.webRoot);
+    return out;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    Settings st;
+    int status = 0;
+    bool printed = false;
+    if (const auto error = load(argc, argv, st, status, printed); printed || status != 0 || !error.empty()) {
+        if (!error.empty()) std::fprintf(stderr, "tongdao-server: %s\n", error.c_str());
+        return status;
+    }
+    auto& options = st.options;
+    auto& chat = st.chat;
+    const auto compression = st.compression;
+    const auto maxPayload = st.maxPayload;
+    const auto idleTimeout = st.idleTimeout;
+    auto& webRoot = st.webRoot;
+    const auto& durability = st.durability;
+    tongdao::setLogLevel(*tongdao::parseLogLevel(st.logLevel));
 
     tongdao::Server server(options);
     std::unique_ptr<tongdao::chat::Service> service;
     try {
-        if (!authSecretFile.empty()) chat.authSecret = readSecret(authSecretFile, "auth secret");
-        if (!apiKeyFile.empty()) chat.apiKey = readSecret(apiKeyFile, "API key");
-        if (!chat.anonymous && chat.authSecret.empty())
-            throw std::runtime_error("give --anonymous, --auth-secret-file, or both: otherwise no one can say hello");
         service = std::make_unique<tongdao::chat::Service>(server, chat);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "tongdao-server: %s\n", e.what());
@@ -159,6 +220,32 @@ int main(int argc, char** argv) {
     }
     server.handleSignals();
     service->start();
+    // SIGHUP: the settings read again (the server reloads its certificates itself); what can
+    // change while connections stay is applied, what cannot is named.
+    asio::signal_set hup(server.loop(0).context(), SIGHUP);
+    std::function<void()> waitHup = [&] {
+        hup.async_wait([&](const asio::error_code& ec, int) {
+            if (ec) return;
+            Settings next;
+            int bad = 0;
+            bool said = false;
+            const auto error = load(argc, argv, next, bad, said);
+            if (bad != 0 || said) {
+                tongdao::log(tongdao::LogLevel::error, "SIGHUP: settings not reloaded, the old ones stay: %s",
+                             error.empty() ? "see above" : error.c_str());
+            } else {
+                tongdao::setLogLevel(*tongdao::parseLogLevel(next.logLevel));
+                auto later = needRestart(st, next);
+                for (auto& name : service->reload(next.chat)) later.push_back(std::move(name));
+                std::string names;
+                for (const auto& n : later) names += (names.empty() ? "" : ", ") + n;
+                if (names.empty()) tongdao::log(tongdao::LogLevel::info, "SIGHUP: settings reloaded");
+                else tongdao::log(tongdao::LogLevel::warn, "SIGHUP: settings reloaded, but a restart is needed to change %s", names.c_str());
+            }
+            waitHup();
+        });
+    };
+    waitHup();
     const auto& h = options.host;
     tongdao::log(tongdao::LogLevel::info, "tongdao-server listening on %s:%u with %u threads: chat ws://%s:%u/chat, echo /echo",
                  h.c_str(), server.port(), server.threads(), h.c_str(), server.port());

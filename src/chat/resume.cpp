@@ -28,7 +28,7 @@ void Service::Impl::join(Session& s, Request& req) {
         jc->epochGiven = std::string(ep->get_string());
     }
     if (!s.identity->mayJoin(room)) return fail(s, req.id, Code::forbidden, "the token does not allow this room");
-    if (!s.rooms.contains(std::string(room)) && s.rooms.size() >= options.maxRoomsPerConnection)
+    if (!s.rooms.contains(std::string(room)) && s.rooms.size() >= here().limits.maxRoomsPerConnection)
         return fail(s, req.id, Code::limitExceeded, "more rooms than a connection may join");
     jc->sid = s.id;
     jc->room = std::string(room);

@@ -38,7 +38,7 @@ void Service::Impl::announcePresence(Room& room, const std::string& user, const 
     // Every join told to every member is quadratic in the room's size: past the limit the
     // room's presence is asked for (`presence`), not announced.
     const auto count = onlineCount(room);
-    if (count > options.maxPresenceEvents) return;
+    if (count > here().limits.maxPresenceEvents) return;
     JsonOut o;
     o.str("op", "presence").str("room", room.name).str("user", user).str("name", name).str("state", join ? "join" : "leave");
     o.num("count", count);
@@ -172,7 +172,7 @@ void Service::Impl::withRoom(const std::string& name, std::function<void(Room*)>
 void Service::Impl::roomJoin(Room& room, SessionId sid, const std::string& user, const std::string& name,
                              std::function<void(bool, std::uint64_t, std::string)> done) {
     if (room.members.contains(sid)) return done(true, room.seq, room.epoch);
-    if (room.members.size() >= options.maxRoomMembers) return done(false, room.seq, room.epoch);
+    if (room.members.size() >= here().limits.maxRoomMembers) return done(false, room.seq, room.epoch);
     room.members.insert(sid);
     ++room.loopMembers[loopOf(sid)];
     auto& on = room.online[user];
@@ -196,16 +196,17 @@ void Service::Impl::roomLeave(Room& room, SessionId sid, const std::string& user
     const auto it = room.online.find(user);
     if (it == room.online.end() || it->second.connections == 0) return;
     if (--it->second.connections > 0) return;
-    if (options.presenceGrace == 0) {
+    Shard& sh = here();
+    const auto grace = sh.limits.presenceGrace;
+    if (grace == 0) {
         const auto name = it->second.name;
         room.online.erase(it);
         room.typingAt.erase(user);
         localPresence(room, user, name, false);
         return;
     }
-    Shard& sh = here();
     // The loop's clock ticks whole seconds: one more, so the leave comes after the full grace.
-    it->second.leaveAt = sh.loop->now() + options.presenceGrace + 1;
+    it->second.leaveAt = sh.loop->now() + grace + 1;
     ++room.pendingLeaves;
     sh.roomsWithLeaves.insert(&room);
 }

@@ -85,6 +85,7 @@ Service::Impl::Impl(Server& s, ChatOptions o) : server(s), options(std::move(o))
     for (unsigned i = 0; i < s.threads(); ++i) {
         shards.push_back(std::make_unique<Shard>());
         shards.back()->index = i;
+        shards.back()->limits = Limits::of(options);
     }
 }
 
@@ -192,7 +193,7 @@ Service::Service(Server& server, ChatOptions options) : impl_(std::make_unique<I
     b.validateOutgoingText = false; // every text we send is JSON we wrote from valid UTF-8
     b.compression = o.compression;
     b.upgrade = [impl](UpgradeRequest& req, UpgradeResponse& res) {
-        const auto& opt = impl->options;
+        const auto& opt = impl->here().limits; // a reload may change them
         if (!opt.allowedOrigins.empty() || !opt.allowedAppids.empty()) {
             bool allowed = false;
             const auto origin = req.header("Origin");
@@ -232,6 +233,31 @@ Service::Service(Server& server, ChatOptions options) : impl_(std::make_unique<I
 Service::~Service() { close(); }
 
 void Service::start() { impl_->store->start(); }
+
+std::vector<std::string> Service::reload(const ChatOptions& next) {
+    auto& impl = *impl_;
+    const auto& o = impl.options;
+    std::vector<std::string> later;
+    auto diff = [&](const char* name, bool differs) {
+        if (differs) later.emplace_back(name);
+    };
+    diff("data-dir", o.dataDir != next.dataDir);
+    diff("durability", o.fullSync != next.fullSync);
+    diff("redis", o.redis != next.redis);
+    diff("redis-cluster", o.redisCluster != next.redisCluster);
+    diff("node-id", o.nodeId != next.nodeId);
+    diff("retention-messages", o.retentionMessages != next.retentionMessages);
+    diff("retention-days", o.retentionDays != next.retentionDays);
+    diff("anonymous", o.anonymous != next.anonymous);
+    diff("auth-secret-file", o.authSecret != next.authSecret);
+    diff("api-key-file", o.apiKey != next.apiKey);
+    diff("max-body", o.maxBody != next.maxBody);
+    // The rest, on every loop, each in its own turn: no lock on the paths that read them.
+    const auto limits = std::make_shared<const Limits>(Limits::of(next));
+    for (std::uint32_t l = 0; l < impl.shards.size(); ++l)
+        impl.onLoop(l, [&impl, limits] { impl.here().limits = *limits; });
+    return later;
+}
 
 void Service::close() {
     if (impl_->closed.exchange(true)) return;

@@ -116,8 +116,21 @@ struct Session {
     bool authed() const noexcept { return !user.empty(); }
 };
 
+/** The settings a reload changes (ChatOptions' names), a copy on each loop. */
+struct Limits {
+    std::vector<std::string> allowedOrigins, allowedAppids;
+    double rateLimit = 0, rateBurst = 0;
+    std::uint32_t maxRoomsPerConnection = 0, maxRoomMembers = 0, presenceGrace = 0, maxPresenceEvents = 0;
+
+    static Limits of(const ChatOptions& o) {
+        return {o.allowedOrigins, o.allowedAppids, o.rateLimit, o.rateBurst, o.maxRoomsPerConnection, o.maxRoomMembers,
+                o.presenceGrace, o.maxPresenceEvents};
+    }
+};
+
 /** What one loop owns: its sessions, the rooms hashed to it, its view of joined rooms. */
 struct Shard {
+    Limits limits; ///< this loop's copy: read here without a lock, replaced by a reload
     std::uint32_t index = 0;
     net::Loop* loop = nullptr; ///< set on first use (the server's loops exist after listen)
     std::uint64_t nextId = 1;

@@ -161,7 +161,7 @@ void Service::Impl::hello(Session& s, Request& req) {
     std::vector<std::shared_ptr<JoinContext>> joins;
     if (const auto* rooms = f.if_contains("rooms"); rooms && !rooms->is_null()) {
         if (!rooms->is_array()) return fail(s, req.id, Code::badRequest, "rooms must be an array");
-        if (rooms->get_array().size() > options.maxRoomsPerConnection)
+        if (rooms->get_array().size() > here().limits.maxRoomsPerConnection)
             return fail(s, req.id, Code::limitExceeded, "more rooms than a connection may join");
         for (const auto& r : rooms->get_array()) {
             if (!r.is_object()) return fail(s, req.id, Code::badRequest, "each of rooms must be an object");
@@ -300,7 +300,7 @@ void Service::Impl::send(Session& s, Request& req) {
     std::string body;
     if (auto e = needBody(req.fields, options.maxBody, body)) return fail(s, req.id, e->code, e->message);
     if (!s.rooms.contains(std::string(room))) return fail(s, req.id, Code::notJoined, "join the room first");
-    if (const auto wait = users.takeSend(s.user, options.rateLimit, options.rateBurst))
+    if (const auto wait = users.takeSend(s.user, here().limits.rateLimit, here().limits.rateBurst))
         return fail(s, req.id, Code::rateLimited, "too many messages", wait);
     metrics.sends.fetch_add(1, std::memory_order_relaxed);
     AppendRequest ar{std::string(room), EventKind::message, 0, s.user, s.name, std::string(cid), std::move(body)};
@@ -322,7 +322,7 @@ void Service::Impl::change(Session& s, Request& req, EventKind kind) {
     if (kind == EventKind::edit)
         if (auto e = needBody(req.fields, options.maxBody, body)) return fail(s, req.id, e->code, e->message);
     if (!s.rooms.contains(std::string(room))) return fail(s, req.id, Code::notJoined, "join the room first");
-    if (const auto wait = users.takeSend(s.user, options.rateLimit, options.rateBurst))
+    if (const auto wait = users.takeSend(s.user, here().limits.rateLimit, here().limits.rateBurst))
         return fail(s, req.id, Code::rateLimited, "too many messages", wait);
     AppendRequest ar{std::string(room), kind, target, s.user, s.name, std::string(cid), std::move(body)};
     storeEvent(std::move(ar), sendAck(*this, s.id, req.id, std::string(room)), 0);

@@ -1,6 +1,6 @@
 """tongdao-server --config FILE (TOML): a key per option, refused keys and types with the
 file, line and reason, the command line and the environment winning over the file, SIGHUP
-on a server without TLS (harmless), and the settings file the Debian package ships
+(the file read again: what can change applied, what cannot named; harmless without TLS), and the settings file the Debian package ships
 (packaging/tongdao-server/tongdao-server.conf.in, its paths put in a temporary directory)
 starting a server that answers /health.
 
@@ -9,7 +9,9 @@ usage: server_config_test.py --server PATH/tongdao-server
 
 import argparse
 import os
+import base64
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -56,6 +58,16 @@ def health(port, deadline_s=20):
     return False
 
 
+def upgrade_status(port, origin):
+    """The HTTP status a WebSocket upgrade of /chat with this Origin gets."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall((f"GET /chat HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n").encode())
+        head = c.recv(4096).decode("latin-1")
+    return int(head.split(" ", 2)[1]) if head.startswith("HTTP/1.1 ") else 0
+
+
 def serve(server, args, env=None):
     return subprocess.Popen([server] + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -95,6 +107,34 @@ def main():
             check(up and p.poll() is None and health(cli_port), "SIGHUP without TLS: the server goes on")
         finally:
             stop_process(p)
+
+        # SIGHUP with a changed file: the allowed origins change for new connections, a port
+        # change is named as needing a restart, a broken file keeps the old settings.
+        hup_port = free_port()
+        hup = os.path.join(tmp, "hup.toml")
+        write = lambda text: open(hup, "w").write(text)  # noqa: E731
+        write(f'port = {hup_port}\nanonymous = true\ndata-dir = "{tmp}/hup"\nallowed-origin = ["http://a.test"]\n')
+        p = subprocess.Popen([server, "--config", hup], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            up = health(hup_port)
+            before = (upgrade_status(hup_port, "http://a.test"), upgrade_status(hup_port, "http://b.test"))
+            write(f'port = {hup_port + 1}\nanonymous = true\ndata-dir = "{tmp}/hup"\nallowed-origin = ["http://b.test"]\n')
+            p.send_signal(signal.SIGHUP)
+            time.sleep(0.8)
+            after = (upgrade_status(hup_port, "http://a.test"), upgrade_status(hup_port, "http://b.test"))
+            write("port = \"broken\"\n")
+            p.send_signal(signal.SIGHUP)
+            time.sleep(0.8)
+            kept = upgrade_status(hup_port, "http://b.test")
+            alive = p.poll() is None
+        finally:
+            stop_process(p)
+        log = p.stderr.read()
+        check(up and before == (101, 403) and after == (403, 101),
+              "SIGHUP: the file's new allowed origins apply to new connections", f"before {before}, after {after}")
+        check("restart is needed to change port" in log, "SIGHUP: a changed port is named as needing a restart", log[-600:])
+        check(alive and kept == 101 and "settings not reloaded" in log and "hup.toml:1:1" in log,
+              "SIGHUP: a broken file is refused with its line, the settings in force stay", log[-600:])
 
         for args, env_extra, port, what in (
                 ([], {}, file_port, "the file's port"),

@@ -63,6 +63,12 @@ public:
     Service(const Service&) = delete;
     Service& operator=(const Service&) = delete;
 
+    /**
+     * Applies new settings while connections stay: allowed origins and appids, rate limits,
+     * rooms per connection, members per room, presence grace and events. Thread-safe. Returns
+     * the names of the settings that differ and only a restart changes.
+     */
+    std::vector<std::string> reload(const ChatOptions& next);
     /** Starts what runs before any client comes (a shared store connects), after `listen()`. */
     void start();
     /** The chat counters in Prometheus text format (to append to the server's). */
