@@ -679,13 +679,17 @@ void RedisRouter::refreshSlots() {
 }
 
 void RedisRouter::command(std::string_view slotKey, std::vector<std::string> args, Callback cb) {
+    command(slotKey, std::make_shared<std::vector<std::string>>(std::move(args)), std::move(cb));
+}
+
+void RedisRouter::command(std::string_view slotKey, std::shared_ptr<std::vector<std::string>> args, Callback cb) {
     const auto slot = keySlot(slotKey);
     Node* n = forSlot(slot);
     if (!n) {
         refreshSlots();
         return cb(nullptr);
     }
-    send(n, slot, std::make_shared<std::vector<std::string>>(std::move(args)), std::move(cb), 0, false);
+    send(n, slot, std::move(args), std::move(cb), 0, false);
 }
 
 void RedisRouter::send(Node* n, std::uint16_t slot, std::shared_ptr<std::vector<std::string>> args, Callback cb, int hops,

@@ -178,6 +178,8 @@ public:
 
     /** A command on the node that owns `slotKey`'s slot; MOVED and ASK are followed once. */
     void command(std::string_view slotKey, std::vector<std::string> args, Callback cb);
+    /** The same, with arguments the caller keeps (to send them again). */
+    void command(std::string_view slotKey, std::shared_ptr<std::vector<std::string>> args, Callback cb);
     void subscribe(const std::string& channel);
     void unsubscribe(const std::string& channel);
 

@@ -187,20 +187,20 @@ void RedisStore::tick() {
 
 void RedisStore::script(Script s, std::vector<std::string> keysAndArgs, std::size_t keys, redis::Callback cb) {
     if (!router_) return cb(nullptr);
-    std::vector<std::string> cmd;
-    cmd.reserve(keysAndArgs.size() + 3);
-    cmd.emplace_back("EVALSHA");
-    cmd.push_back(shas_[s]);
-    cmd.push_back(std::to_string(keys));
-    for (auto& a : keysAndArgs) cmd.push_back(std::move(a));
-    const std::string slotKey = cmd[3];
-    auto fallback = std::make_shared<std::vector<std::string>>(cmd);
-    router_->command(slotKey, std::move(cmd), [this, s, slotKey, fallback, cb = std::move(cb)](const redisReply* r) mutable {
+    auto cmd = std::make_shared<std::vector<std::string>>();
+    cmd->reserve(keysAndArgs.size() + 3);
+    cmd->emplace_back("EVALSHA");
+    cmd->push_back(shas_[s]);
+    cmd->push_back(std::to_string(keys));
+    for (auto& a : keysAndArgs) cmd->push_back(std::move(a));
+    // Slotted by its first key; hiredis copied the command out when it was sent, so a
+    // NOSCRIPT answer turns the same arguments into an EVAL without another copy.
+    router_->command((*cmd)[3], cmd, [this, s, cmd, cb = std::move(cb)](const redisReply* r) mutable {
         if (r && r->type == REDIS_REPLY_ERROR && text(r).substr(0, 8) == "NOSCRIPT") {
             // A Redis that lost its script cache (a restart, a failover): EVAL loads it again.
-            (*fallback)[0] = "EVAL";
-            (*fallback)[1] = scriptText[s];
-            return router_->command(slotKey, std::move(*fallback), std::move(cb));
+            (*cmd)[0] = "EVAL";
+            (*cmd)[1] = scriptText[s];
+            return router_->command((*cmd)[3], cmd, std::move(cb));
         }
         cb(r);
     });

@@ -26,8 +26,8 @@ import urllib.parse
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chat_support as cs  # noqa: E402
-from chat_support import (ChatClient, ChatServer, ConnectionLost, Skip, expect, expect_eq,  # noqa: E402
-                          expect_error, expect_ok, hello_client)
+from chat_support import (ChatClient, ChatServer, ConnectionLost, Skip, expect, expect_eq, expect_error,  # noqa: E402
+                          expect_ok, hello_client, seqs, stored, uniq)
 
 logging.getLogger("websockets").setLevel(logging.CRITICAL)
 logging.getLogger("asyncio").setLevel(logging.CRITICAL)
@@ -40,20 +40,6 @@ MAIN_GRACE = 2
 API_KEY = "k-" + "%016x" % random.getrandbits(64)
 SERVERS = []
 TMP = tempfile.mkdtemp(prefix="tongdao-chat-test-")
-STORED = ("message", "edit", "delete")
-_n = itertools.count(1)
-
-
-def uniq(prefix):
-    return f"{prefix}-{next(_n)}"
-
-
-def stored(m):
-    return m.get("op") in STORED
-
-
-def seqs(events):
-    return [e.get("seq") for e in events]
 
 
 def new_server(*args, **kw):

@@ -10,11 +10,11 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import itertools
 import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -26,7 +26,7 @@ import traceback
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from echo_server import free_port, stop_process  # noqa: E402
+from echo_server import ManagedProcess, free_port  # noqa: E402
 
 try:
     import websockets
@@ -42,6 +42,21 @@ SKIP = 77  # ctest SKIP_RETURN_CODE
 SUBPROTOCOL = "tongdao.chat.v1"
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                    "WARNING: ThreadSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
+STORED = ("message", "edit", "delete")  # the ops of stored events
+_n = itertools.count(1)
+
+
+def uniq(prefix):
+    """A name not used before in this process (rooms, cids, users)."""
+    return f"{prefix}-{next(_n)}"
+
+
+def stored(m):
+    return m.get("op") in STORED
+
+
+def seqs(events):
+    return [e.get("seq") for e in events]
 
 
 def server_path(argv):
@@ -61,10 +76,13 @@ def server_path(argv):
 
 # --- the server ------------------------------------------------------------------------------
 
-class ChatServer:
+class ChatServer(ManagedProcess):
     """tongdao-server --anonymous on 127.0.0.1:port with its own --data-dir (a temporary
     directory unless given). The port and the data dir stay the same across restarts;
     each run's output goes to a temporary file of its own (`output()` has them all)."""
+
+    stop_name = "tongdao-server"
+    term_timeout = 20.0  # it waits for the store to finish what it was given
 
     def __init__(self, path, *args, anonymous=True, data_dir=None, port=None, threads=2,
                  log_level="warn", start_timeout=60.0):
@@ -133,24 +151,6 @@ class ChatServer:
                 self.kill9()
                 raise RuntimeError(f"tongdao-server not healthy within {self.start_timeout}s\n{self.output(last=True)}")
             await asyncio.sleep(0.05)
-
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill9(self):
-        """SIGKILL by pid; returns once it is gone."""
-        if self.running():
-            try:
-                os.kill(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(15)
-
-    def stop(self, term_timeout=20.0):
-        """SIGTERM, a bounded wait, then SIGKILL; returns the exit status (None: never started)."""
-        if self.proc is None:
-            return None
-        return stop_process(self.proc, term_timeout, "tongdao-server")
 
     def restart_after_kill(self):
         self.kill9()

@@ -19,7 +19,6 @@ redis-server, redis-cli (--cluster) or the websockets module is missing.
 """
 
 import asyncio
-import itertools
 import logging
 import os
 import sys
@@ -29,7 +28,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chat_nodes  # noqa: E402
 import chat_support as cs  # noqa: E402
-from chat_support import expect, expect_eq, expect_error, expect_ok, hello_client  # noqa: E402
+from chat_support import expect, expect_eq, expect_error, expect_ok, hello_client, seqs, stored, uniq  # noqa: E402
 
 logging.getLogger("websockets").setLevel(logging.CRITICAL)
 logging.getLogger("asyncio").setLevel(logging.CRITICAL)
@@ -38,23 +37,9 @@ GRACE = 1  # --presence-grace
 NODE_PRESENCE_TTL = 30  # a killed node's presence entries expire within this
 UNAVAILABLE_WITHIN = 2.0  # a send with Redis down is answered within this
 BACK_WITHIN = 20.0  # after Redis is back, a send succeeds on every node within this
-STORED = ("message", "edit", "delete")
 PATH = None
 REDIS = None
 NODES = []
-_n = itertools.count(1)
-
-
-def uniq(prefix):
-    return f"{prefix}-{next(_n)}"
-
-
-def stored(m):
-    return m.get("op") in STORED
-
-
-def seqs(events):
-    return [e.get("seq") for e in events]
 
 
 async def joined(node, name, room, **join):

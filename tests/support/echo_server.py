@@ -35,6 +35,33 @@ def stop_process(proc, term_timeout=10.0, name=None):
     return proc.returncode
 
 
+class ManagedProcess:
+    """What a test's server object shares: its `proc` (None until started), stopped by pid.
+    `stop_name` names it in the log; `term_timeout` bounds the wait after SIGTERM."""
+
+    proc = None
+    stop_name = "process"
+    term_timeout = 10.0
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self):
+        """SIGKILL by pid; returns once it is gone."""
+        if self.running():
+            try:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(15)
+
+    def stop(self, term_timeout=None):
+        """SIGTERM, a bounded wait, then SIGKILL; the exit status (None: never started)."""
+        if self.proc is None:
+            return None
+        return stop_process(self.proc, self.term_timeout if term_timeout is None else term_timeout, self.stop_name)
+
+
 class EchoServer:
     """tongdao-server (one loop) on 127.0.0.1:port, its output in a temporary file."""
 

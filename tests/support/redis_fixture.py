@@ -19,7 +19,6 @@ missing. Every wait here is bounded in time.
 import asyncio
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from echo_server import free_port, stop_process  # noqa: E402
+from echo_server import ManagedProcess, free_port  # noqa: E402
 
 SKIP = 77
 REDIS_SERVER = os.environ.get("REDIS_SERVER") or shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -188,7 +187,7 @@ def commandstats(reply):
 
 # --- a standalone server ---------------------------------------------------------------------
 
-class RedisServer:
+class RedisServer(ManagedProcess):
     """redis-server on 127.0.0.1:port with --dir of its own (a temporary directory unless
     given); port and dir stay the same across restarts, so with appendonly the data comes
     back. Each run's output goes to a temporary file (`output()` has them all)."""
@@ -261,23 +260,7 @@ class RedisServer:
             await asyncio.sleep(0.02)
         return self
 
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill9(self):
-        """SIGKILL by pid; returns once it is gone."""
-        if self.running():
-            try:
-                os.kill(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(15)
-
-    def stop(self, term_timeout=10.0):
-        """SIGTERM (Redis flushes its AOF and exits), a bounded wait, then SIGKILL."""
-        if self.proc is None:
-            return None
-        return stop_process(self.proc, term_timeout, "redis-server")
+    stop_name = "redis-server"  # SIGTERM: Redis flushes its AOF and exits
 
     def restart(self, kill=True):
         """Stopped (SIGKILL, or SIGTERM when kill is false) and started again on the same port and dir."""
