@@ -2,6 +2,7 @@
 //
 //   tongdao connect URL [options]
 //   tongdao chat URL --room R [--name N] [options]   (cli_chat.cpp)
+//   tongdao bench URL… [options]                    (cli_bench.cpp)
 //
 // Opens a WebSocket with tongdao::connectSocket on a runtime of its own (its loop thread
 // runs every callback) while the main thread reads standard input, waits and closes.
@@ -11,6 +12,7 @@
 #include "tongdao/client/socket_task.hpp"
 #include "tongdao/log.hpp"
 
+#include "cli_bench.hpp"
 #include "cli_chat.hpp"
 
 #include <CLI/CLI.hpp>
@@ -301,6 +303,9 @@ int main(int argc, char** argv) {
     tongdao::app::ChatArgs chatArgs;
     bool chatMode = false;
     tongdao::app::addChat(app, chatArgs, [&chatMode] { chatMode = true; });
+    tongdao::app::BenchArgs benchArgs;
+    bool benchMode = false;
+    tongdao::app::addBench(app, benchArgs, [&benchMode] { benchMode = true; });
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
@@ -312,6 +317,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "tongdao: %s\n\n%s", e.what(), app.help("", CLI::AppFormatMode::All).c_str());
         return 2;
     }
+    if (benchMode) return tongdao::app::runBench(benchArgs); // its own signal handling (a signalfd)
     addHeaders(args, headers);
     if (insecure) args.connect.tlsVerify = false;
     tongdao::setLogLevel(tongdao::LogLevel::warn);

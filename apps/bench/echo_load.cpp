@@ -1,41 +1,34 @@
-// loadgen: the WebSocket echo load generator behind bench/echo_compare.py and
-// bench/tls_deflate_compare.py.
-//
-// Its own minimal RFC 6455 client on plain epoll and non-blocking sockets, sharing no code
-// with the tongdao library, so a bug or a speed-up there cannot skew the yardstick. One thread,
-// one shared receive buffer; every message a connection sends is framed (masked, and compressed
-// with --deflate) once before the run and written by reference from then on, so per message it
-// costs about what raw_echo does, well below any WebSocket server. Options that add work:
-//   --tls       TLS 1.2+ with OpenSSL on the same non-blocking sockets (no certificate check
-//               unless --ca FILE is given)
+// The echo engine of `tongdao bench` (echo_load.hpp): a minimal RFC 6455 client on plain epoll
+// and non-blocking sockets, one thread, one shared receive buffer. Every message a connection
+// sends is framed (masked, and compressed with --deflate) once before the run and written by
+// reference from then on, so per message it costs about what raw_echo does, well below any
+// WebSocket server. What adds work:
+//   wss://      TLS 1.2+ with OpenSSL on the same non-blocking sockets
 //   --deflate   offers permessage-deflate (RFC 7692); when the server agrees, the client's
 //               messages go compressed (RSV1) and the server's are inflated with zlib
-//   --json-payload  chat-like JSON text messages of exactly --size bytes, from a pool of
+//   --json-messages  chat-like JSON text messages of exactly --size bytes, from a pool of
 //               distinct messages (so a compressor keeping context cannot just repeat one)
-// Every echoed message is compared byte for byte with the one sent.
+// Every echoed message is compared byte for byte with the one sent, and timed from the moment
+// it was due (closed loop: when the echo before it came back; --rate: its slot on the schedule,
+// so a server that falls behind shows in the latency instead of slowing the schedule down).
 //
-//   loadgen --port P [--host 127.0.0.1] [--path /echo] [--connections C] [--size BYTES] [--mode rr|pipe]
-//           [--window W] [--duration S] [--warmup S] [--binary|--text] [--raw] [--idle] [--hold-max S]
-//           [--source-ips 127.0.0.1,127.0.0.2] [--connect-timeout S] [--connect-batch N]
-//           [--tls] [--ca FILE] [--deflate] [--no-context-takeover] [--json-payload] [--seed N]
-//
-// stdout: "# open N errors E deflate D" once every connection is up (D: connections that agreed
-// to permessage-deflate), "# measuring" when the measured window starts (the driver samples
-// server CPU there), then one JSON line (messages, seconds and byte counts cover the measured
-// window; errors cover the whole run). Diagnostics go to stderr.
+// The result covers the measured window (messages, seconds, bytes, latency); errors cover the
+// whole run. Phase lines (--phases): "# open N errors E deflate D" once every connection is up,
+// "# measuring" when the measured window starts.
+
+#include "echo_load.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <sys/epoll.h>
-#include <sys/random.h>
-#include <sys/resource.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -43,7 +36,6 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
-#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -54,124 +46,10 @@
 #include <string_view>
 #include <vector>
 
+namespace tongdao::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-struct Options {
-    std::string host = "127.0.0.1", path = "/echo", caFile;
-    std::uint16_t port = 0;
-    std::size_t connections = 100, size = 20;
-    std::uint32_t window = 16;
-    double duration = 5, warmup = 1;
-    bool pipe = false, binary = true, raw = false, idle = false;
-    bool tls = false, deflate = false, noContextTakeover = false, json = false;
-    std::uint64_t seed = 1;
-    std::vector<in_addr> sourceIps;
-    double holdMax = 3600;          // --idle never holds longer than this
-    double connectTimeout = 60;     // opening every connection must finish within this
-    std::size_t connectBatch = 256; // connects + handshakes in progress at once: stays under the server's backlog
-};
-
-[[noreturn]] void usage(const char* why) {
-    std::fprintf(stderr, "loadgen: %s\nsee the comment at the top of bench/load/loadgen.cpp\n", why);
-    std::exit(2);
-}
-
-double toDouble(const char* s) {
-    char* end = nullptr;
-    const double v = std::strtod(s, &end);
-    if (end == s || *end != '\0' || v < 0 || v > 1e9) usage("bad number");
-    return v;
-}
-
-std::size_t toSize(const char* s) { return static_cast<std::size_t>(toDouble(s)); }
-
-Options parse(int argc, char** argv) {
-    Options o;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view a = argv[i];
-        auto value = [&]() -> const char* {
-            if (i + 1 >= argc) usage("missing value");
-            return argv[++i];
-        };
-        if (a == "--host") o.host = value();
-        else if (a == "--port") o.port = static_cast<std::uint16_t>(std::min<std::size_t>(toSize(value()), 65535));
-        else if (a == "--path") o.path = value();
-        else if (a == "--connections") o.connections = toSize(value());
-        else if (a == "--size") o.size = toSize(value());
-        else if (a == "--mode") {
-            const std::string_view m = value();
-            if (m != "rr" && m != "pipe") usage("--mode is rr or pipe");
-            o.pipe = m == "pipe";
-        } else if (a == "--window") o.window = static_cast<std::uint32_t>(std::min<std::size_t>(toSize(value()), 1024));
-        else if (a == "--duration") o.duration = toDouble(value());
-        else if (a == "--warmup") o.warmup = toDouble(value());
-        else if (a == "--binary") o.binary = true;
-        else if (a == "--text") o.binary = false;
-        else if (a == "--raw") o.raw = true;
-        else if (a == "--idle") o.idle = true;
-        else if (a == "--hold-max") o.holdMax = toDouble(value());
-        else if (a == "--connect-timeout") o.connectTimeout = toDouble(value());
-        else if (a == "--connect-batch") o.connectBatch = std::max<std::size_t>(1, toSize(value()));
-        else if (a == "--tls") o.tls = true;
-        else if (a == "--ca") o.caFile = value();
-        else if (a == "--deflate") o.deflate = true;
-        else if (a == "--no-context-takeover") o.noContextTakeover = true;
-        else if (a == "--json-payload") o.json = true;
-        else if (a == "--seed") o.seed = toSize(value());
-        else if (a == "--source-ips") {
-            const std::string list = value();
-            for (std::size_t start = 0, n = 0; n < 256 && start <= list.size(); ++n) {
-                const std::size_t comma = std::min(list.find(',', start), list.size());
-                in_addr addr{};
-                if (inet_pton(AF_INET, list.substr(start, comma - start).c_str(), &addr) != 1) usage("bad --source-ips");
-                o.sourceIps.push_back(addr);
-                start = comma + 1;
-            }
-        } else usage("unknown option");
-    }
-    if (o.port == 0) usage("--port is required");
-    if (o.connections == 0) usage("--connections must be at least 1");
-    if (o.size > (std::size_t{1} << 24)) usage("--size is capped at 16 MiB");
-    if (o.window == 0) usage("--window must be at least 1");
-    if (!o.caFile.empty()) o.tls = true;
-    if (o.raw && (o.tls || o.deflate || o.json)) usage("--raw takes no --tls, --deflate or --json-payload");
-    if (o.noContextTakeover && !o.deflate) usage("--no-context-takeover goes with --deflate");
-    if (o.json) {
-        if (o.size < 12) usage("--json-payload needs --size 12 or more");
-        o.binary = false;  // JSON is text
-    }
-    if (!o.pipe) o.window = 1;
-    return o;
-}
-
-std::string base64(const unsigned char* data, std::size_t n) {
-    std::string out(4 * ((n + 2) / 3) + 1, '\0');
-    const int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
-    out.resize(static_cast<std::size_t>(len));
-    return out;
-}
-
-// RFC 6455 §4.2.2: accept = base64(SHA-1(key + GUID)).
-std::string acceptFor(const std::string& key) {
-    const std::string in = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdLen = 0;
-    EVP_Digest(in.data(), in.size(), md, &mdLen, EVP_sha1(), nullptr);
-    return base64(md, mdLen);
-}
-
-void randomBytes(void* p, std::size_t n) {
-    auto* b = static_cast<unsigned char*>(p);
-    std::size_t got = 0;
-    for (int tries = 0; got < n && tries < 16; ++tries) {
-        const ssize_t r = getrandom(b + got, n - got, 0);
-        if (r > 0) got += static_cast<std::size_t>(r);
-    }
-    if (got < n) usage("getrandom failed");
-}
-
+using Options = EchoOptions;
 std::string trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -245,12 +123,12 @@ std::string chatMessage(Rng& rng, std::size_t size, std::uint64_t& ts) {
     return head + text + "\"}";
 }
 
-// The payloads a run sends. --json-payload: a pool of distinct chat messages, at least 256 KiB
+// The payloads a run sends. --json-messages: a pool of distinct chat messages, at least 256 KiB
 // in all (8 deflate windows), so a compressor with context sees text it has not seen before.
 // Otherwise one message of letters, as before.
 std::vector<std::string> makePayloads(const Options& o) {
     std::vector<std::string> out;
-    if (!o.json) {
+    if (!o.jsonMessages) {
         // ASCII letters are valid UTF-8, so the same payload serves --text and --binary.
         std::string p(o.size, '\0');
         for (std::size_t i = 0; i < o.size; ++i) p[i] = static_cast<char>('a' + i % 26);
@@ -274,7 +152,7 @@ struct Body {
 // a sync flush, and remove the 00 00 ff ff tail. A message that would not shrink goes plain.
 std::vector<Body> compressAll(const std::vector<std::string>& payloads) {
     z_stream z{};
-    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) usage("deflateInit2 failed");
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) throw Fatal("deflateInit2 failed");
     std::vector<Body> out;
     std::string buf;
     for (const auto& p : payloads) {
@@ -284,9 +162,9 @@ std::vector<Body> compressAll(const std::vector<std::string>& payloads) {
         z.avail_in = static_cast<uInt>(p.size());
         z.next_out = reinterpret_cast<Bytef*>(buf.data());
         z.avail_out = static_cast<uInt>(buf.size());
-        if (deflate(&z, Z_SYNC_FLUSH) != Z_OK || z.avail_in != 0) usage("deflate failed");
+        if (deflate(&z, Z_SYNC_FLUSH) != Z_OK || z.avail_in != 0) throw Fatal("deflate failed");
         std::size_t len = buf.size() - z.avail_out;
-        if (len < 4 || std::memcmp(buf.data() + len - 4, "\x00\x00\xff\xff", 4) != 0) usage("deflate: no sync tail");
+        if (len < 4 || std::memcmp(buf.data() + len - 4, "\x00\x00\xff\xff", 4) != 0) throw Fatal("deflate: no sync tail");
         len -= 4;
         if (len < p.size()) out.push_back({buf.substr(0, len), true});
         else out.push_back({p, false});
@@ -356,7 +234,7 @@ enum class State : std::uint8_t { unused, connecting, tlsHandshaking, handshakin
 struct InflateStream {
     z_stream z{};
     InflateStream() {
-        if (inflateInit2(&z, -15) != Z_OK) usage("inflateInit2 failed");
+        if (inflateInit2(&z, -15) != Z_OK) throw Fatal("inflateInit2 failed");
     }
     ~InflateStream() { inflateEnd(&z); }
     InflateStream(const InflateStream&) = delete;
@@ -384,31 +262,31 @@ struct Conn {
     std::uint64_t payloadLeft = 0, msgLen = 0;  // msgLen: payload bytes so far (after inflating)
     std::uint64_t rawHave = 0;         // --raw: bytes of the current echoed frame so far
     std::unique_ptr<InflateStream> zin;  // made when the first compressed message arrives
+    // When each message in flight (or waiting for the window, with --rate) was due, oldest first:
+    // a ring of window + kBacklog entries, made when the traffic starts.
+    std::vector<std::uint64_t> due;
+    std::uint32_t dueHead = 0, dueCount = 0, inflight = 0, backlog = 0;
+    bool started = false;
 };
+
+// --rate: sends due while the window is full wait, up to this many per connection; beyond, the
+// schedule's sends are counted as missed (the server cannot keep up with the rate asked for).
+constexpr std::uint32_t kBacklog = 64;
 
 enum class Phase : std::uint8_t { connecting, warmup, measure, hold, done };
 
-// epoll tokens for the two descriptors that are not connections (those use their index).
-constexpr std::uint64_t kSignalToken = ~std::uint64_t{0}, kStdinToken = kSignalToken - 1;
-
-double cpuSeconds() {
-    rusage ru{};
-    getrusage(RUSAGE_SELF, &ru);
-    auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
-    return tv(ru.ru_utime) + tv(ru.ru_stime);
+const char* phaseName(Phase p) {
+    switch (p) {
+    case Phase::connecting: return "opening";
+    case Phase::warmup: return "warm-up";
+    case Phase::measure: return "measuring";
+    case Phase::hold: return "holding";
+    default: return "done";
+    }
 }
 
-double since(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-Clock::duration secs(double s) { return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)); }
-
-// Adds or changes a descriptor in the epoll set; the token comes back with its events.
-bool watch(int ep, int op, int fd, std::uint32_t events, std::uint64_t token) {
-    epoll_event ev{};
-    ev.events = events;
-    ev.data.u64 = token;
-    return epoll_ctl(ep, op, fd, &ev) == 0;
-}
+// epoll tokens for the descriptors that are not connections (those use their index).
+constexpr std::uint64_t kSignalToken = ~std::uint64_t{0}, kStdinToken = kSignalToken - 1, kTimerToken = kSignalToken - 2;
 
 struct Counters {
     std::uint64_t replies = 0, rxWire = 0, rxPayload = 0, txWire = 0, txPayload = 0;
@@ -416,17 +294,17 @@ struct Counters {
 
 class Loadgen {
 public:
-    explicit Loadgen(Options o) : opt_(std::move(o)), conns_(opt_.connections), rbuf_(std::size_t{1} << 18) {
-        if (inet_pton(AF_INET, opt_.host.c_str(), &dest_.sin_addr) != 1) usage("--host must be an IPv4 address");
-        dest_.sin_family = AF_INET;
-        dest_.sin_port = htons(opt_.port);
+    explicit Loadgen(Options o)
+        : opt_(std::move(o)), conns_(opt_.connections), rbuf_(std::size_t{1} << 18), progress_(opt_.report.progress) {
+        if (opt_.targets.empty()) throw Fatal("no URL");
+        tls_ = opt_.targets.front().tls;
         expectOpcode_ = opt_.binary ? 2 : 1;
-        if (opt_.tls) setUpTls();
+        if (tls_) setUpTls();
         if (opt_.idle) return;  // idle connections send nothing
         payloads_ = makePayloads(opt_);
         plain_ = plainBodies(payloads_);
         if (opt_.deflate) compressed_ = compressAll(payloads_);
-        if (opt_.json) {
+        if (opt_.jsonMessages) {
             // One pool for every connection (each frame masked with its own key), each connection
             // starting at its own place in it; the copies cover a whole window.
             plainScript_ = buildScript(plain_, payloads_, expectOpcode_, opt_.window, ~std::size_t{0});
@@ -464,8 +342,17 @@ private:
     void fail(Conn& c, const char* why);
     bool reject(Conn& c, const char* why, int err);
     void markOpen(Conn& c);
-    void startTraffic();
-    void finish(Clock::time_point now);
+    void startTraffic(std::uint64_t now);
+    void startOn(Conn& c);
+    void queue(Conn& c, std::uint64_t due);
+    void tick(std::uint64_t now);
+    void armTimer(std::uint64_t at);
+    const Target& targetOf(const Conn& c) const {
+        return opt_.targets[static_cast<std::size_t>(&c - conns_.data()) % opt_.targets.size()];
+    }
+    bool measuring() const { return phase_ == Phase::measure; }
+    void finish(std::uint64_t now);
+    void printResult(double elapsed, double cpu);
 
     Options opt_;
     std::vector<Conn> conns_;
@@ -473,24 +360,29 @@ private:
     std::vector<std::uint8_t> inflated_;  // one inflate output buffer: compared, then dropped
     std::vector<std::string> payloads_;
     std::vector<Body> plain_, compressed_;
-    std::unique_ptr<Script> plainScript_, compressedScript_;  // --json-payload: shared by all connections
+    std::unique_ptr<Script> plainScript_, compressedScript_;  // --json-messages: shared by all connections
     SSL_CTX* tlsCtx_ = nullptr;
     std::string tlsInfo_;                 // protocol and cipher of the first TLS connection
-    sockaddr_in dest_{};
-    int ep_ = -1;
+    bool tls_ = false;
+    int ep_ = -1, timer_ = -1;
     Phase phase_ = Phase::connecting;
     std::size_t nextToOpen_ = 0, pending_ = 0, open_ = 0, opened_ = 0, deflateConns_ = 0;
-    std::uint64_t errors_ = 0, failReports_ = 0, badEchoReports_ = 0;
+    std::uint64_t errors_ = 0, failReports_ = 0, badEchoReports_ = 0, missed_ = 0;
     Counters now_, base_;
     std::uint8_t expectOpcode_ = 2;
     bool sending_ = false;
-    Clock::time_point measureStart_{};
+    std::uint64_t startNs_ = 0, measureStart_ = 0, measureEnd_ = 0;
     double cpuStart_ = 0;
+    // --rate: slot j of the schedule is connection j % C's, due at schedStart_ + j * slotNs_.
+    std::uint64_t schedStart_ = 0, schedSlot_ = 0;
+    double slotNs_ = 0;
+    Histogram latency_;
+    Progress progress_;
 };
 
 void Loadgen::setUpTls() {
     tlsCtx_ = SSL_CTX_new(TLS_client_method());
-    if (!tlsCtx_) usage("SSL_CTX_new failed");
+    if (!tlsCtx_) throw Fatal("SSL_CTX_new failed");
     SSL_CTX_set_min_proto_version(tlsCtx_, TLS1_2_VERSION);
     // Read ahead: one read() takes whole records (and more) instead of a 5-byte header, then the rest.
     SSL_CTX_set_read_ahead(tlsCtx_, 1);
@@ -498,10 +390,12 @@ void Loadgen::setUpTls() {
     long mode = SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
     if (opt_.idle) mode |= SSL_MODE_RELEASE_BUFFERS;  // 10,000 idle connections: keep loadgen small
     SSL_CTX_set_mode(tlsCtx_, mode);
-    if (opt_.caFile.empty()) {
-        SSL_CTX_set_verify(tlsCtx_, SSL_VERIFY_NONE, nullptr);  // a benchmark on loopback
+    if (!opt_.verify) {
+        SSL_CTX_set_verify(tlsCtx_, SSL_VERIFY_NONE, nullptr);  // --insecure
     } else {
-        if (SSL_CTX_load_verify_locations(tlsCtx_, opt_.caFile.c_str(), nullptr) != 1) usage("cannot read --ca");
+        const bool loaded = opt_.caFile.empty() ? SSL_CTX_set_default_verify_paths(tlsCtx_) == 1
+                                                : SSL_CTX_load_verify_locations(tlsCtx_, opt_.caFile.c_str(), nullptr) == 1;
+        if (!loaded) throw Fatal(opt_.caFile.empty() ? "cannot load the system's CA certificates" : "cannot read --ca " + opt_.caFile);
         SSL_CTX_set_verify(tlsCtx_, SSL_VERIFY_PEER, nullptr);
     }
 }
@@ -512,7 +406,7 @@ void Loadgen::fail(Conn& c, const char* why) {
         const unsigned long e = ERR_peek_last_error();
         char tlsWhy[256] = "";
         if (e != 0) ERR_error_string_n(e, tlsWhy, sizeof tlsWhy);
-        std::fprintf(stderr, "loadgen: connection failed: %s (%s)%s%s\n", why, std::strerror(errno),
+        std::fprintf(stderr, "tongdao bench: connection failed: %s (%s)%s%s\n", why, std::strerror(errno),
                      e ? " " : "", tlsWhy);
     }
     ERR_clear_error();
@@ -541,6 +435,7 @@ void Loadgen::markOpen(Conn& c) {
     ++open_;
     if (c.deflate) ++deflateConns_;
     if (c.ssl && tlsInfo_.empty()) tlsInfo_ = std::string(SSL_get_version(c.ssl)) + " " + SSL_get_cipher_name(c.ssl);
+    if (sending_) startOn(c);  // --ramp-up: the traffic has started, this connection joins it
 }
 
 void Loadgen::openNext() {
@@ -562,7 +457,8 @@ void Loadgen::openNext() {
         src.sin_addr = opt_.sourceIps[i % opt_.sourceIps.size()];
         if (bind(c.fd, reinterpret_cast<const sockaddr*>(&src), sizeof src) != 0) return fail(c, "bind");
     }
-    if (connect(c.fd, reinterpret_cast<const sockaddr*>(&dest_), sizeof dest_) != 0 && errno != EINPROGRESS)
+    const sockaddr_in& dest = targetOf(c).addr;
+    if (connect(c.fd, reinterpret_cast<const sockaddr*>(&dest), sizeof dest) != 0 && errno != EINPROGRESS)
         return fail(c, "connect");
     c.wantOut = true;  // writable = connected (or failed); reads are enabled after that
     if (!watch(ep_, EPOLL_CTL_ADD, c.fd, EPOLLOUT, i)) return fail(c, "epoll_ctl");
@@ -633,16 +529,17 @@ void Loadgen::onConnected(Conn& c) {
     setWantOut(c, false);
     if (c.state == State::dead) return;
     if (opt_.raw) return markOpen(c);
-    if (!opt_.tls) return sendUpgrade(c);
+    if (!tls_) return sendUpgrade(c);
     c.ssl = SSL_new(tlsCtx_);
     if (!c.ssl || SSL_set_fd(c.ssl, c.fd) != 1) return fail(c, "SSL_new");
-    if (!opt_.caFile.empty()) {
+    const std::string& host = targetOf(c).host;
+    in_addr probe{};
+    const bool ip = inet_pton(AF_INET, host.c_str(), &probe) == 1;
+    if (!ip) SSL_set_tlsext_host_name(c.ssl, host.c_str());  // SNI names a host, never an address (RFC 6066 §3)
+    if (opt_.verify) {
         // The name or address the certificate must carry.
         X509_VERIFY_PARAM* param = SSL_get0_param(c.ssl);
-        in_addr probe{};
-        const bool ip = inet_pton(AF_INET, opt_.host.c_str(), &probe) == 1;
-        if ((ip ? X509_VERIFY_PARAM_set1_ip_asc(param, opt_.host.c_str())
-                : X509_VERIFY_PARAM_set1_host(param, opt_.host.c_str(), 0)) != 1)
+        if ((ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str()) : X509_VERIFY_PARAM_set1_host(param, host.c_str(), 0)) != 1)
             return fail(c, "TLS host check");
     }
     SSL_set_connect_state(c.ssl);
@@ -666,11 +563,10 @@ void Loadgen::driveTls(Conn& c) {
 
 void Loadgen::sendUpgrade(Conn& c) {
     // RFC 6455 §4.1: a fresh random 16-byte nonce, base64-encoded, for each connection.
-    std::array<unsigned char, 16> nonce{};
-    randomBytes(nonce.data(), nonce.size());
-    const std::string key = base64(nonce.data(), nonce.size());
+    const std::string key = newKey();
     c.accept = acceptFor(key);
-    std::string req = "GET " + opt_.path + " HTTP/1.1\r\nHost: " + opt_.host + ":" + std::to_string(opt_.port) +
+    const Target& t = targetOf(c);
+    std::string req = "GET " + t.path + " HTTP/1.1\r\nHost: " + t.hostHeader() +
                       "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
                       "\r\nSec-WebSocket-Version: 13\r\n";
     if (opt_.deflate)
@@ -865,7 +761,7 @@ bool Loadgen::consume(Conn& c, const std::uint8_t* p, std::size_t n) {
             if (c.msgBad || c.msgLen != want || c.msgOpcode != expectOpcode_) {
                 ++errors_;  // wrong echo: count, go on
                 if (badEchoReports_++ < 5)
-                    std::fprintf(stderr, "loadgen: wrong echo: %llu bytes, opcode %u%s\n",
+                    std::fprintf(stderr, "tongdao bench: wrong echo: %llu bytes, opcode %u%s\n",
                                  static_cast<unsigned long long>(c.msgLen), c.msgOpcode,
                                  c.msgBad ? ", content differs" : "");
             }
@@ -882,9 +778,46 @@ bool Loadgen::consume(Conn& c, const std::uint8_t* p, std::size_t n) {
 
 void Loadgen::onReplies(Conn& c, std::uint64_t k) {
     now_.replies += k;
-    if (!sending_) return;
-    // rr keeps one message in flight and pipe keeps W: each echo releases the next send.
-    c.queued += static_cast<std::uint32_t>(k);
+    if (!c.started) return;
+    const std::uint64_t now = nowNs();
+    const auto cap = static_cast<std::uint32_t>(c.due.size());
+    for (std::uint64_t j = 0; j < k && c.dueCount > 0; ++j) {
+        // Echoes come back in the order sent: the oldest due time is this echo's.
+        const std::uint64_t due = c.due[c.dueHead];
+        c.dueHead = (c.dueHead + 1) % cap;
+        --c.dueCount;
+        --c.inflight;
+        const std::uint64_t ns = now > due ? now - due : 0;
+        if (measuring()) latency_.add(ns);
+        progress_.record(ns);
+        if (!sending_) continue;
+        if (opt_.rate > 0) {
+            if (c.backlog > 0) {  // a send that waited for the window goes now, still timed from its slot
+                --c.backlog;
+                ++c.inflight;
+                ++c.queued;
+            }
+        } else {
+            queue(c, now);  // closed loop: each echo releases the next send
+        }
+    }
+}
+
+// One more message for c, due at `due`: sent as soon as the window allows.
+void Loadgen::queue(Conn& c, std::uint64_t due) {
+    const auto cap = static_cast<std::uint32_t>(c.due.size());
+    if (c.dueCount == cap) {
+        ++missed_;
+        return;
+    }
+    c.due[(c.dueHead + c.dueCount) % cap] = due;
+    ++c.dueCount;
+    if (c.inflight < opt_.window) {
+        ++c.inflight;
+        ++c.queued;
+    } else {
+        ++c.backlog;
+    }
 }
 
 void Loadgen::flush(Conn& c) {
@@ -962,46 +895,129 @@ void Loadgen::onEvent(std::size_t i, std::uint32_t ev) {
     if (c.state != State::dead && (ev & readable)) onReadable(c);
 }
 
-void Loadgen::startTraffic() {
+// The traffic starts: on every open connection now, and (--ramp-up) on the others as they open.
+void Loadgen::startTraffic(std::uint64_t now) {
     sending_ = true;
-    Rng rng(opt_.seed ^ 0x5eedULL);
-    for (auto& c : conns_) {
-        if (c.state != State::open) continue;
-        if (opt_.json) {
-            c.script = c.deflate ? compressedScript_.get() : plainScript_.get();
-            c.sendIdx = c.recvIdx = rng.below(c.script->n);  // connections start at different messages
-        } else {
-            // Its own masking key; the copies (about 32 KiB) let a pipe window go in one write.
-            c.own = buildScript(c.deflate ? compressed_ : plain_, payloads_, expectOpcode_, opt_.window, 32 << 10);
-            c.script = c.own.get();
-        }
-        c.queued = opt_.window;
-        flush(c);
+    for (auto& c : conns_)
+        if (c.state == State::open) startOn(c);
+    if (opt_.rate > 0) {
+        slotNs_ = 1e9 / (opt_.rate * static_cast<double>(conns_.size()));
+        schedStart_ = now;
+        schedSlot_ = 0;
+        tick(now);
     }
 }
 
-void Loadgen::finish(Clock::time_point now) {
+void Loadgen::startOn(Conn& c) {
+    if (c.started) return;
+    c.started = true;
+    if (opt_.jsonMessages) {
+        // Connections start at different places in the shared pool, the same ones every run.
+        const auto i = static_cast<std::uint64_t>(&c - conns_.data());
+        Rng rng(opt_.seed ^ 0x5eedULL ^ (i * 0x9e3779b97f4a7c15ULL));
+        c.script = c.deflate ? compressedScript_.get() : plainScript_.get();
+        c.sendIdx = c.recvIdx = rng.below(c.script->n);
+    } else {
+        // Its own masking key; the copies (about 32 KiB) let a window go in one write.
+        c.own = buildScript(c.deflate ? compressed_ : plain_, payloads_, expectOpcode_, opt_.window, 32 << 10);
+        c.script = c.own.get();
+    }
+    c.due.assign(opt_.window + (opt_.rate > 0 ? kBacklog : 0), 0);
+    if (opt_.rate > 0) return;  // the schedule sends
+    const std::uint64_t now = nowNs();
+    for (std::uint32_t w = 0; w < opt_.window; ++w) queue(c, now);
+    flush(c);
+}
+
+void Loadgen::armTimer(std::uint64_t at) {
+    itimerspec its{};
+    its.it_value.tv_sec = static_cast<time_t>(at / 1'000'000'000ULL);
+    its.it_value.tv_nsec = static_cast<long>(at % 1'000'000'000ULL);
+    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
+    timerfd_settime(timer_, TFD_TIMER_ABSTIME, &its, nullptr);
+}
+
+// --rate: every slot whose time has come is one message for its connection, timed from the slot.
+void Loadgen::tick(std::uint64_t now) {
+    if (!sending_ || slotNs_ <= 0) return;
+    for (int k = 0; k < 100000; ++k) {
+        const auto due = schedStart_ + static_cast<std::uint64_t>(static_cast<double>(schedSlot_) * slotNs_);
+        if (due > now) return armTimer(due);
+        Conn& c = conns_[schedSlot_ % conns_.size()];
+        ++schedSlot_;
+        if (c.state != State::open || !c.started) continue;  // not open (yet, with --ramp-up) or failed
+        queue(c, due);
+        if (c.queued > 0) flush(c);
+    }
+    armTimer(now + 1000);
+}
+
+void Loadgen::finish(std::uint64_t now) {
     sending_ = false;
-    const bool measured = phase_ == Phase::measure;
-    const double elapsed = measured ? since(measureStart_, now) : 0.0;
-    auto d = [&](std::uint64_t Counters::*f) {
-        return static_cast<unsigned long long>(measured ? now_.*f - base_.*f : 0);
-    };
-    const unsigned long long msgs = d(&Counters::replies);
+    const bool measured = measureStart_ > 0;
+    if (measured && measureEnd_ == 0) measureEnd_ = now;
+    const double elapsed = measured ? static_cast<double>(measureEnd_ - measureStart_) / 1e9 : 0.0;
     const double cpu = measured ? cpuSeconds() - cpuStart_ : 0.0;
-    std::printf("{\"messages\":%llu,\"seconds\":%.3f,\"msgs_per_sec\":%.1f,\"errors\":%llu,\"connections\":%zu,"
-                "\"client_cpu_seconds\":%.3f,\"deflate_connections\":%zu,\"tls\":\"%s\",\"rx_wire_bytes\":%llu,"
-                "\"rx_payload_bytes\":%llu,\"tx_wire_bytes\":%llu,\"tx_payload_bytes\":%llu}\n",
-                msgs, elapsed, elapsed > 0 ? static_cast<double>(msgs) / elapsed : 0.0,
-                static_cast<unsigned long long>(errors_), opened_, cpu, deflateConns_, tlsInfo_.c_str(),
-                d(&Counters::rxWire), d(&Counters::rxPayload), d(&Counters::txWire), d(&Counters::txPayload));
-    std::fflush(stdout);
+    progress_.finish();
+    printResult(elapsed, cpu);
     phase_ = Phase::done;
+}
+
+void Loadgen::printResult(double elapsed, double cpu) {
+    const bool measured = measureStart_ > 0;
+    auto d = [&](std::uint64_t Counters::*f) { return static_cast<unsigned long long>(measured ? now_.*f - base_.*f : 0); };
+    const unsigned long long msgs = d(&Counters::replies);
+    const double perSec = elapsed > 0 ? 1.0 / elapsed : 0.0;
+    const char* mode = opt_.idle ? "idle" : opt_.rate > 0 ? "rate" : "closed";
+    if (opt_.report.json) {
+        std::printf("{\"url\":\"%s\",\"mode\":\"%s\",\"messages\":%llu,\"seconds\":%.3f,\"msgs_per_sec\":%.1f,\"errors\":%llu,"
+                    "\"connections\":%zu,\"window\":%u,\"rate\":%.3f,\"size\":%zu,\"missed\":%llu,"
+                    "\"client_cpu_seconds\":%.3f,\"deflate_connections\":%zu,\"tls\":\"%s\",\"rx_wire_bytes\":%llu,"
+                    "\"rx_payload_bytes\":%llu,\"tx_wire_bytes\":%llu,\"tx_payload_bytes\":%llu,",
+                    opt_.targets.front().url.c_str(), mode, msgs, elapsed, static_cast<double>(msgs) * perSec,
+                    static_cast<unsigned long long>(errors_), opened_, opt_.window, opt_.rate, opt_.size,
+                    static_cast<unsigned long long>(missed_), cpu, deflateConns_, tlsInfo_.c_str(), d(&Counters::rxWire),
+                    d(&Counters::rxPayload), d(&Counters::txWire), d(&Counters::txPayload));
+        latency_.writeJson(stdout, "latency_us");
+        std::printf("}\n");
+        std::fflush(stdout);
+        return;
+    }
+    std::printf("%s: %zu of %zu connections open, %llu errors", opt_.targets.front().url.c_str(), opened_, conns_.size(),
+                static_cast<unsigned long long>(errors_));
+    if (opt_.targets.size() > 1) std::printf(" (over %zu URLs)", opt_.targets.size());
+    if (!tlsInfo_.empty()) std::printf(", %s", tlsInfo_.c_str());
+    if (deflateConns_ > 0) std::printf(", permessage-deflate on %zu", deflateConns_);
+    std::printf("\n");
+    if (opt_.idle || !measured) {
+        std::fflush(stdout);
+        return;
+    }
+    if (opt_.rate > 0)
+        std::printf("load           %.6g msg/s per connection (%.6g msg/s in all) on a schedule, at most %u in flight each, "
+                    "%zu-byte %s messages\n",
+                    opt_.rate, opt_.rate * static_cast<double>(conns_.size()), opt_.window, opt_.size,
+                    opt_.binary ? "binary" : "text");
+    else
+        std::printf("load           closed loop, %u in flight per connection, %zu-byte %s messages\n", opt_.window, opt_.size,
+                    opt_.binary ? "binary" : "text");
+    std::printf("messages       %llu echoed in %.2f s: %.0f msg/s, %.2f MB/s sent and %.2f MB/s received on the wire\n", msgs,
+                elapsed, static_cast<double>(msgs) * perSec, static_cast<double>(d(&Counters::txWire)) * perSec / 1e6,
+                static_cast<double>(d(&Counters::rxWire)) * perSec / 1e6);
+    latency_.writeLine(stdout, "latency", 1e6, "ms");
+    if (missed_ > 0)
+        std::printf("missed         %llu sends of the schedule: the server fell more than %u messages behind on a connection\n",
+                    static_cast<unsigned long long>(missed_), opt_.window + kBacklog);
+    std::printf("client CPU     %.0f %%%s\n", elapsed > 0 ? 100 * cpu / elapsed : 0.0,
+                elapsed > 0 && cpu / elapsed > 0.9 ? " (the load generator was the limit: run several)" : "");
+    std::fflush(stdout);
 }
 
 int Loadgen::run() {
     ep_ = epoll_create1(EPOLL_CLOEXEC);
-    if (ep_ < 0) usage("epoll_create1 failed");
+    timer_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (ep_ < 0 || timer_ < 0) throw Fatal("epoll_create1/timerfd_create failed");
+    watch(ep_, EPOLL_CTL_ADD, timer_, EPOLLIN, kTimerToken);
     // SIGTERM/SIGINT arrive as readable bytes on a signalfd, so the loop sees them between events.
     sigset_t mask;
     sigemptyset(&mask);
@@ -1013,19 +1029,31 @@ int Loadgen::run() {
     // A closed stdin ends the hold. A file or /dev/null cannot be polled: then only a signal does.
     if (opt_.idle) watch(ep_, EPOLL_CTL_ADD, STDIN_FILENO, EPOLLIN | EPOLLHUP, kStdinToken);
 
-    const auto connectDeadline = Clock::now() + secs(opt_.connectTimeout);
-    auto phaseEnd = connectDeadline;
+    startNs_ = nowNs();
+    const std::uint64_t connectDeadline = startNs_ + secsNs(opt_.rampUp + opt_.connectTimeout);
+    std::uint64_t phaseEnd = connectDeadline;
+    if (opt_.rampUp > 0 && !opt_.idle) startTraffic(startNs_);  // each connection starts sending once open
     std::array<epoll_event, 1024> events{};
     // Bounded: every phase has a deadline, and the loop turns at least every 100 ms.
-    for (long turn = 0; turn < 1'000'000'000L && phase_ != Phase::done; ++turn) {
-        while (phase_ == Phase::connecting && pending_ < opt_.connectBatch && nextToOpen_ < conns_.size()) openNext();
-        auto now = Clock::now();
-        const auto waitMs = std::clamp<long long>(
-            std::chrono::duration_cast<std::chrono::milliseconds>(phaseEnd - now).count() + 1, 0, 100);
+    for (long turn = 0; turn < 2'000'000'000L && phase_ != Phase::done; ++turn) {
+        std::uint64_t now = nowNs();
+        if (phase_ == Phase::connecting) {
+            const std::size_t allowed = rampAllowed(conns_.size(), opt_.rampUp, now - startNs_);
+            while (pending_ < opt_.connectBatch && nextToOpen_ < allowed) openNext();
+        }
+        const long long cap = phase_ == Phase::connecting && opt_.rampUp > 0 ? 10 : 100;
+        const long long waitMs =
+            std::clamp<long long>(phaseEnd > now ? static_cast<long long>((phaseEnd - now) / 1'000'000) + 1 : 0, 0, cap);
         const int n = epoll_wait(ep_, events.data(), static_cast<int>(events.size()), static_cast<int>(waitMs));
         bool stop = false;
         for (int k = 0; k < n; ++k) {
             const std::uint64_t tok = events[static_cast<std::size_t>(k)].data.u64;
+            if (tok == kTimerToken) {
+                std::uint64_t expirations = 0;
+                if (read(timer_, &expirations, sizeof expirations) < 0) {}
+                tick(nowNs());
+                continue;
+            }
             if (tok == kSignalToken || tok == kStdinToken) {
                 if (tok == kStdinToken) {
                     char b[256];
@@ -1036,7 +1064,8 @@ int Loadgen::run() {
             }
             onEvent(static_cast<std::size_t>(tok), events[static_cast<std::size_t>(k)].events);
         }
-        now = Clock::now();
+        now = nowNs();
+        progress_.update(now, phaseName(phase_), open_, conns_.size(), now_.replies, "msg", errors_);
         if (phase_ == Phase::connecting) {
             const bool allTried = nextToOpen_ == conns_.size() && pending_ == 0;
             if (!allTried && now < connectDeadline && !stop) continue;
@@ -1048,59 +1077,55 @@ int Loadgen::run() {
                 fail(c, "not open before --connect-timeout");
             }
             opened_ = open_;
-            std::printf("# open %zu errors %llu deflate %zu\n", open_, static_cast<unsigned long long>(errors_),
-                        deflateConns_);
-            std::fflush(stdout);
+            phaseLine(opt_.report, "open " + std::to_string(open_) + " errors " + std::to_string(errors_) + " deflate " +
+                                       std::to_string(deflateConns_));
             if (open_ == 0 || stop) {
                 finish(now);
                 break;
             }
             if (opt_.idle) {
                 phase_ = Phase::hold;
-                phaseEnd = now + secs(opt_.holdMax);
+                phaseEnd = now + secsNs(opt_.holdMax);
             } else {
                 phase_ = Phase::warmup;
-                phaseEnd = now + secs(opt_.warmup);
-                startTraffic();
+                phaseEnd = now + secsNs(opt_.warmup);
+                if (!sending_) startTraffic(now);
             }
             continue;
         }
         if (stop || now >= phaseEnd) {
             if (phase_ == Phase::warmup && !stop) {
-                // The measured window starts here: the driver reads the server's CPU time on this line.
+                // The measured window starts here: a driver reads the server's CPU time on this line.
                 base_ = now_;
-                std::printf("# measuring\n");
-                std::fflush(stdout);
+                phaseLine(opt_.report, "measuring");
                 cpuStart_ = cpuSeconds();
-                measureStart_ = Clock::now();
+                measureStart_ = nowNs();
                 phase_ = Phase::measure;
-                phaseEnd = measureStart_ + secs(opt_.duration);
+                phaseEnd = measureStart_ + secsNs(opt_.duration);
                 continue;
             }
             finish(now);
         }
     }
-    if (phase_ != Phase::done) finish(Clock::now());
+    if (phase_ != Phase::done) finish(nowNs());
     for (auto& c : conns_) {
         if (c.ssl) SSL_free(c.ssl);
         c.ssl = nullptr;
         if (c.fd >= 0) close(c.fd);
     }
     close(sfd);
+    close(timer_);
     close(ep_);
     return opened_ > 0 ? 0 : 1;
 }
 
-}  // namespace
+} // namespace
 
-int main(int argc, char** argv) {
-    Options opt = parse(argc, argv);
-    // 10,000 idle connections need 10,000 descriptors: take all the hard limit allows.
-    rlimit rl{};
-    getrlimit(RLIMIT_NOFILE, &rl);
-    rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || opt.connections + 16 > rl.rlim_cur)
-        usage("--connections exceeds the open-file limit");
-    std::signal(SIGPIPE, SIG_IGN);  // OpenSSL writes with write(): a reset peer must be an error, not a kill
-    return Loadgen(std::move(opt)).run();
+int runEcho(EchoOptions options) {
+    raiseFdLimit(options.connections + 16);
+    std::signal(SIGPIPE, SIG_IGN); // OpenSSL writes with write(): a reset peer must be an error, not a kill
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); // --rate: the schedule's timer fires on time, not 50 us late
+    return Loadgen(std::move(options)).run();
 }
+
+} // namespace tongdao::bench

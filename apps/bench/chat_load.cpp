@@ -1,62 +1,50 @@
-// chat_load: the chat load generator behind bench/chat/chat_compare.py.
+// The chat engine of `tongdao bench --chat ROOMS` (chat_load.hpp). One thread, plain epoll and
+// non-blocking sockets, and a minimal RFC 6455 client of its own (masked text frames out,
+// unmasked frames in); see common.hpp. It speaks two chat protocols:
 //
-// One thread, plain epoll and non-blocking sockets, and a minimal RFC 6455 client of its own
-// (masked text frames out, unmasked frames in): it shares no code with the tongdao library, so
-// a bug or a speed-up there cannot skew the yardstick. It speaks two chat protocols:
-//
-//   --proto tongdao   docs/PROTOCOL.md on /chat (sub-protocol tongdao.chat.v1):
-//                     hello {v:1,name}, join {room}, send {room,cid,body}; events op "message"
-//   --proto socketio  Socket.IO 5 over Engine.IO 4, websocket transport only, on
-//                     /socket.io/?EIO=4&transport=websocket: 0{open} <- , 40 ->, 40{sid} <-,
-//                     42["join",…] / 42<id>["send",…] -> 43<id>[…], 42["message",…] <-;
-//                     a server ping "2" is answered "3"
-//   --proto ws        a plain WebSocket on /echo that sends nothing (--mode idle only)
+//   tongdao   docs/PROTOCOL.md on /chat (sub-protocol tongdao.chat.v1):
+//             hello {v:1,name}, join {room}, send {room,cid,body}; events op "message"
+//   socketio  Socket.IO 5 over Engine.IO 4, websocket transport only, on
+//             /socket.io/?EIO=4&transport=websocket: 0{open} <- , 40 ->, 40{sid} <-,
+//             42["join",…] / 42<id>["send",…] -> 43<id>[…], 42["message",…] <-;
+//             a server ping "2" is answered "3" (the peer of bench/chat/chat_compare.py)
 //
 // Modes:
-//   fanout  R rooms x M members (--rooms, --members, or --connections spread over the rooms);
-//           every member sends --rate messages/s on a schedule spread evenly over all members
-//           (a timerfd, not bursts). Every message carries its send time (CLOCK_MONOTONIC, ns)
-//           in its body; every member that receives it (the sender too) records receive time -
-//           send time in a histogram. Open loop: a send never waits for its ack.
-//   closed  the same rooms, every member keeps --window sends in flight and sends the next one
+//   fanout  R rooms x M members; every member sends `rate` messages/s on a schedule spread
+//           evenly over all members (a timerfd, not bursts). Every message carries its send time
+//           (CLOCK_MONOTONIC, ns) in its body; every member that receives it (the sender too)
+//           records receive time - send time in a histogram. Open loop: a send never waits for
+//           its ack; how late each send left against its slot is the send lag.
+//   closed  the same rooms, every member keeps `window` sends in flight and sends the next one
 //           when one is acked (saturation: acks/s = stored messages/s)
-//   idle    open, hello, join, then hold until stdin closes, SIGTERM or --hold-max; answers
+//   idle    open, hello, join, then hold until stdin closes, SIGTERM or holdMax; answers
 //           Socket.IO pings and sends tongdao heartbeat pings every 25 s
-//   storm   (tongdao) fills every room with --behind messages (--fillers-per-room senders each,
+//   storm   (tongdao) fills every room with `behind` messages (fillersPerRoom senders each,
 //           closed loop), opens R x M clients that only say hello, then (after a line on stdin
-//           with --go-on-stdin) sends join {room, since} on all of them at once and measures until
+//           with goOnStdin) sends join {room, since} on all of them at once and measures until
 //           each has received every message, checked to arrive in seq order, once each
 //
-// Several servers: --port P1,P2,… (up to 16) spreads the connections over them, the members of
-// each room round-robin (member k of room r on server (k + r) % N), so that most deliveries go
-// from a sender on one server to a receiver on another. A delivery whose sender (the "src" in
-// its body) is on another server than its receiver counts as cross-server (cross_deliveries,
-// cross_latency_us); with one port there are none.
+// Several targets spread the members of each room round-robin (member k of room r on target
+// (k + r) % N), so that most deliveries go from a sender on one server to a receiver on another.
+// A delivery whose sender (the "src" in its body) is on another server than its receiver counts
+// as cross-server (cross_deliveries, cross_latency_us); with one target there are none.
 //
-// --drain D (fanout): after the window, traffic goes on for D more seconds while the
-// deliveries of the sends made in the window are still counted: window_owed (each window send
-// times the members of its room set up) against window_delivered tells a message lost (or
-// late by more than D) from the edge of the window. "# window end" is printed when the window
-// closes, so the driver can sample CPU there rather than after the drain.
+// drain D (fanout): after the window, traffic goes on for D more seconds while the deliveries
+// of the sends made in the window are still counted: window_owed (each window send times the
+// members of its room) against window_delivered tells a message lost (or late by more than D)
+// from the edge of the window.
 //
-// stdout: "# open N errors E" when every connection is set up, "# measuring" when the measured
-// window starts (the driver samples the server's CPU time there), then the results: one JSON
-// line with --json, readable lines otherwise. Diagnostics go to stderr.
-//
-//   chat_load --proto tongdao|socketio|ws --port P[,P2,…] [--host 127.0.0.1] [--path P] [--mode fanout|closed|idle|storm]
-//             [--rooms 10] [--members 100 | --connections N] [--rate 1] [--body-size 100] [--window 1]
-//             [--duration 10] [--warmup 2] [--name-prefix S] [--room-prefix S] [--source-ips A,B] [--connect-batch 256]
-//             [--connect-timeout 120] [--hold-max 3600] [--behind 2000] [--fillers-per-room 0]
-//             [--go-on-stdin] [--storm-timeout 300] [--drain 0] [--json]
+// Phase lines (--phases): "# open N errors E" when every connection is set up, "# ready" when a
+// storm waits for its go, "# measuring" when the measured window starts, "# window end" when a
+// window followed by a drain closes, so a driver can sample the server's CPU time there.
+
+#include "chat_load.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/evp.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
-#include <sys/random.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -78,199 +66,39 @@
 #include <string_view>
 #include <vector>
 
+namespace tongdao::bench {
 namespace {
 
-std::uint64_t nowNs() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
-}
+using Options = ChatOptions;
+using Proto = ChatProto;
+using Mode = ChatMode;
 
-std::uint64_t secsNs(double s) { return static_cast<std::uint64_t>(s * 1e9); }
-
-enum class Proto : std::uint8_t { tongdao, socketio, ws };
-enum class Mode : std::uint8_t { fanout, closed, idle, storm };
-
-struct Options {
-    std::string host = "127.0.0.1", path, namePrefix = "u", roomPrefix;
-    std::vector<std::uint16_t> ports;  // connections spread over these (the members of a room round-robin)
-    Proto proto = Proto::tongdao;
-    Mode mode = Mode::fanout;
-    std::size_t rooms = 10, members = 100, connections = 0, bodySize = 100;
-    std::size_t connectBatch = 256, behind = 2000, fillersPerRoom = 0;
-    std::uint32_t window = 1;
-    double rate = 1, duration = 10, warmup = 2, connectTimeout = 120, holdMax = 3600, stormTimeout = 300, drain = 0;
-    bool json = false, goOnStdin = false;
-    std::vector<in_addr> sourceIps;
-};
-
-[[noreturn]] void usage(const char* why) {
-    std::fprintf(stderr, "chat_load: %s\nsee the comment at the top of bench/chat/chat_load.cpp\n", why);
-    std::exit(2);
-}
-
-double toDouble(const char* s) {
-    char* end = nullptr;
-    const double v = std::strtod(s, &end);
-    if (end == s || *end != '\0' || !(v >= 0) || v > 1e9) usage("bad number");
-    return v;
-}
-
-std::size_t toSize(const char* s) { return static_cast<std::size_t>(toDouble(s)); }
-
-Options parse(int argc, char** argv) {
-    Options o;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view a = argv[i];
-        auto value = [&]() -> const char* {
-            if (i + 1 >= argc) usage("missing value");
-            return argv[++i];
-        };
-        if (a == "--host") o.host = value();
-        else if (a == "--port") {
-            const std::string list = value();
-            o.ports.clear();
-            for (std::size_t start = 0, n = 0; n < 16 && start <= list.size(); ++n) {
-                const std::size_t comma = std::min(list.find(',', start), list.size());
-                const std::size_t port = toSize(list.substr(start, comma - start).c_str());
-                if (port == 0 || port > 65535) usage("bad --port");
-                o.ports.push_back(static_cast<std::uint16_t>(port));
-                start = comma + 1;
-            }
-        }
-        else if (a == "--path") o.path = value();
-        else if (a == "--proto") {
-            const std::string_view p = value();
-            if (p == "tongdao") o.proto = Proto::tongdao;
-            else if (p == "socketio") o.proto = Proto::socketio;
-            else if (p == "ws") o.proto = Proto::ws;
-            else usage("--proto is tongdao, socketio or ws");
-        } else if (a == "--mode") {
-            const std::string_view m = value();
-            if (m == "fanout") o.mode = Mode::fanout;
-            else if (m == "closed") o.mode = Mode::closed;
-            else if (m == "idle") o.mode = Mode::idle;
-            else if (m == "storm") o.mode = Mode::storm;
-            else usage("--mode is fanout, closed, idle or storm");
-        } else if (a == "--rooms") o.rooms = toSize(value());
-        else if (a == "--members") o.members = toSize(value());
-        else if (a == "--connections") o.connections = toSize(value());
-        else if (a == "--rate") o.rate = toDouble(value());
-        else if (a == "--body-size") o.bodySize = toSize(value());
-        else if (a == "--window") o.window = static_cast<std::uint32_t>(std::min<std::size_t>(toSize(value()), 64));
-        else if (a == "--duration") o.duration = toDouble(value());
-        else if (a == "--warmup") o.warmup = toDouble(value());
-        else if (a == "--name-prefix") o.namePrefix = value();
-        else if (a == "--room-prefix") o.roomPrefix = value();
-        else if (a == "--connect-batch") o.connectBatch = std::max<std::size_t>(1, toSize(value()));
-        else if (a == "--connect-timeout") o.connectTimeout = toDouble(value());
-        else if (a == "--hold-max") o.holdMax = toDouble(value());
-        else if (a == "--behind") o.behind = toSize(value());
-        else if (a == "--fillers-per-room") o.fillersPerRoom = toSize(value());
-        else if (a == "--go-on-stdin") o.goOnStdin = true;
-        else if (a == "--storm-timeout") o.stormTimeout = toDouble(value());
-        else if (a == "--drain") o.drain = toDouble(value());
-        else if (a == "--json") o.json = true;
-        else if (a == "--source-ips") {
-            const std::string list = value();
-            for (std::size_t start = 0, n = 0; n < 256 && start <= list.size(); ++n) {
-                const std::size_t comma = std::min(list.find(',', start), list.size());
-                in_addr addr{};
-                if (inet_pton(AF_INET, list.substr(start, comma - start).c_str(), &addr) != 1) usage("bad --source-ips");
-                o.sourceIps.push_back(addr);
-                start = comma + 1;
-            }
-        } else usage("unknown option");
-    }
-    if (o.ports.empty()) usage("--port is required");
-    if (o.rooms == 0) usage("--rooms must be at least 1");
+// Checks the options and fills in what follows from the others; Fatal names what is wrong.
+void normalize(Options& o) {
+    if (o.targets.empty()) throw Fatal("no URL");
+    if (o.targets.size() > 255) throw Fatal("at most 255 URLs");
+    for (const auto& t : o.targets)
+        if (t.tls) throw Fatal(t.url + ": the chat load speaks ws:// only (wss:// is supported without --chat)");
+    if (o.rooms == 0) throw Fatal("--chat: at least 1 room");
     if (o.connections == 0) o.connections = o.rooms * o.members;
-    if (o.connections == 0) usage("no connections");
-    if (o.window == 0) usage("--window must be 1 to 64");
-    if (o.proto == Proto::ws && o.mode != Mode::idle) usage("--proto ws goes with --mode idle");
-    if (o.mode == Mode::storm && o.proto != Proto::tongdao) usage("--mode storm needs --proto tongdao (history)");
-    if (o.mode == Mode::fanout && !(o.rate > 0)) usage("--rate must be above 0");
-    if (o.bodySize > 16000) usage("--body-size is capped at 16000");
-    if (o.namePrefix.empty() || o.namePrefix.size() > 16) usage("--name-prefix: 1 to 16 characters");
-    for (char ch : o.namePrefix)
-        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') usage("--name-prefix: letters, digits, - _ .");
+    if (o.connections == 0) throw Fatal("no connections");
+    if (o.window == 0 || o.window > 64) throw Fatal("--pipeline: 1 to 64 sends in flight per member with --chat");
+    if (o.mode == Mode::storm && o.proto != Proto::tongdao) throw Fatal("--storm needs the tongdao protocol (history)");
+    if (o.mode == Mode::storm && o.rampUp > 0) throw Fatal("--storm opens every client at once: no --ramp-up");
+    if (o.mode == Mode::fanout && !(o.rate > 0)) throw Fatal("--rate must be above 0");
+    if (o.bodySize > 16000) throw Fatal("--size is capped at 16000 with --chat");
+    auto check = [](const std::string& v, std::size_t most, std::string_view extra, const char* what) {
+        if (v.empty() || v.size() > most) throw Fatal(std::string(what) + ": 1 to " + std::to_string(most) + " characters");
+        for (char ch : v)
+            if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.' &&
+                extra.find(ch) == std::string_view::npos)
+                throw Fatal(std::string(what) + ": letters, digits, - _ ." + std::string(extra));
+    };
+    check(o.namePrefix, 16, "", "--name-prefix");
     if (o.roomPrefix.empty()) o.roomPrefix = o.namePrefix;
-    if (o.roomPrefix.size() > 32) usage("--room-prefix: at most 32 characters");
-    for (char ch : o.roomPrefix)
-        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.' && ch != ':') usage("--room-prefix: letters, digits, - _ . :");
-    if (o.path.empty())
-        o.path = o.proto == Proto::tongdao ? "/chat" : o.proto == Proto::socketio ? "/socket.io/?EIO=4&transport=websocket" : "/echo";
+    check(o.roomPrefix, 32, ":", "--room-prefix");
     if (o.fillersPerRoom == 0) o.fillersPerRoom = std::max<std::size_t>(1, (o.behind + 499) / 500);
-    return o;
 }
-
-std::string base64(const unsigned char* data, std::size_t n) {
-    std::string out(4 * ((n + 2) / 3) + 1, '\0');
-    const int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
-    out.resize(static_cast<std::size_t>(len));
-    return out;
-}
-
-// RFC 6455 §4.2.2: accept = base64(SHA-1(key + GUID)).
-std::string acceptFor(const std::string& key) {
-    const std::string in = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdLen = 0;
-    EVP_Digest(in.data(), in.size(), md, &mdLen, EVP_sha1(), nullptr);
-    return base64(md, mdLen);
-}
-
-std::uint64_t randomU64() {
-    std::uint64_t v = 0;
-    if (getrandom(&v, sizeof v, 0) != static_cast<ssize_t>(sizeof v)) usage("getrandom failed");
-    return v;
-}
-
-// --- latency histogram ----------------------------------------------------------------------
-
-// Log-linear buckets over nanoseconds: exact below 64 ns, then 64 buckets per power of two
-// (under 1.6 % relative error), up to 2^64. The exact maximum is kept beside.
-class Histogram {
-public:
-    void add(std::uint64_t v) {
-        ++buckets_[index(v)];
-        ++count_;
-        max_ = std::max(max_, v);
-        sum_ += static_cast<double>(v);
-    }
-    std::uint64_t count() const { return count_; }
-    std::uint64_t max() const { return max_; }
-    double mean() const { return count_ ? sum_ / static_cast<double>(count_) : 0.0; }
-    // The value at quantile q (0..1]: the middle of the bucket holding that rank, at most max.
-    std::uint64_t quantile(double q) const {
-        if (count_ == 0) return 0;
-        const auto rank = static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(count_)));
-        std::uint64_t seen = 0;
-        for (std::size_t i = 0; i < kBuckets; ++i) {
-            seen += buckets_[i];
-            if (seen >= std::max<std::uint64_t>(rank, 1)) return std::min(middle(i), max_);
-        }
-        return max_;
-    }
-
-private:
-    static constexpr std::size_t kBuckets = 59 * 64;
-    static std::size_t index(std::uint64_t v) {
-        if (v < 64) return static_cast<std::size_t>(v);
-        const int e = 63 - __builtin_clzll(v);  // 6..63
-        return static_cast<std::size_t>(e - 5) * 64 + static_cast<std::size_t>((v >> (e - 6)) & 63);
-    }
-    static std::uint64_t middle(std::size_t i) {
-        if (i < 64) return i;
-        const int e = static_cast<int>(i / 64) + 5;
-        const std::uint64_t width = std::uint64_t{1} << (e - 6);
-        return (64 + (i % 64)) * width + width / 2;
-    }
-    std::array<std::uint64_t, kBuckets> buckets_{};
-    std::uint64_t count_ = 0, max_ = 0;
-    double sum_ = 0;
-};
-
 // --- tiny JSON field readers -----------------------------------------------------------------
 // The servers' events are small flat objects whose keys we know; our own body uses keys that
 // appear nowhere else ("sent_ns", "src", "pad"), so the first occurrence of a key is the one.
@@ -324,39 +152,31 @@ struct Conn {
     std::array<std::uint64_t, kRing> ringId{}, ringAt{};
     std::uint64_t baseSeq = 0, expect = 0, target = 0;  // storm: next seq, last seq owed
     bool caught = false, joined = false;
+    std::uint64_t resumeAt = 0;     // paused: the next send goes at this time
 };
 
 // epoll tokens for the descriptors that are not connections (those use their index).
 constexpr std::uint64_t kSignalToken = ~std::uint64_t{0}, kStdinToken = kSignalToken - 1, kTimerToken = kSignalToken - 2;
 
-bool watch(int ep, int op, int fd, std::uint32_t events, std::uint64_t token) {
-    epoll_event ev{};
-    ev.events = events;
-    ev.data.u64 = token;
-    return epoll_ctl(ep, op, fd, &ev) == 0;
-}
-
-double cpuSeconds() {
-    rusage ru{};
-    getrusage(RUSAGE_SELF, &ru);
-    auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
-    return tv(ru.ru_utime) + tv(ru.ru_stime);
-}
-
 enum class Phase : std::uint8_t { connecting, filling, waitGo, warmup, measure, drain, hold, storm, done };
+
+const char* phaseName(Phase p) {
+    switch (p) {
+    case Phase::connecting: return "opening";
+    case Phase::filling: return "filling";
+    case Phase::waitGo: return "waiting";
+    case Phase::warmup: return "warm-up";
+    case Phase::measure: return "measuring";
+    case Phase::drain: return "draining";
+    case Phase::hold: return "holding";
+    case Phase::storm: return "storm";
+    default: return "done";
+    }
+}
 
 class Load {
 public:
     explicit Load(Options o) : opt_(std::move(o)), rbuf_(std::size_t{1} << 18) {
-        in_addr host{};
-        if (inet_pton(AF_INET, opt_.host.c_str(), &host) != 1) usage("--host must be an IPv4 address");
-        for (const std::uint16_t port : opt_.ports) {
-            sockaddr_in d{};
-            d.sin_family = AF_INET;
-            d.sin_addr = host;
-            d.sin_port = htons(port);
-            dests_.push_back(d);
-        }
         pad_.assign(opt_.bodySize, 'x');
     }
     int run();
@@ -387,11 +207,13 @@ private:
     void tick(std::uint64_t now);
     void armTimer(std::uint64_t at);
     void startTraffic(std::uint64_t now);
+    void countMembers();
+    void pause(Conn& c, std::uint64_t until);
+    void resumeDue(std::uint64_t now);
     void startFill();
     void startStorm(std::uint64_t now);
     void heartbeat(std::uint64_t now);
     void finish(std::uint64_t now);
-    void printHist(const char* name, const Histogram& h, bool last);
     bool measuring(std::uint64_t t) const { return phase_ == Phase::measure && t >= measureStart_; }
     std::string userName(const Conn& c) const {
         const char* tag = c.role == Role::filler ? "f" : c.role == Role::storm ? "s" : "m";
@@ -403,7 +225,6 @@ private:
     std::vector<Conn> conns_;
     std::vector<std::uint8_t> rbuf_;
     std::string pad_, scratch_;
-    std::vector<sockaddr_in> dests_;  // one per --port
     int ep_ = -1, timer_ = -1;
     Phase phase_ = Phase::connecting;
     std::size_t openFrom_ = 0, nextToOpen_ = 0, openTo_ = 0, pending_ = 0, ready_ = 0, setupTried_ = 0;
@@ -422,6 +243,10 @@ private:
     std::uint64_t mCross_ = 0, windowOwed_ = 0, windowDelivered_ = 0;  // cross-server; --drain's check
     std::vector<std::uint32_t> roomMembers_;  // members set up per room when the traffic started
     Histogram latency_, ackLatency_, sendLag_, catchUp_, crossLatency_;
+    Progress progress_{opt_.report.progress};
+    std::uint64_t allDeliveries_ = 0;  // the whole run's, for the progress line
+    bool trafficStarted_ = false;
+    std::vector<std::uint32_t> paused_;  // connections whose next send waits (a refusal's retryAfterMs)
     // storm
     std::size_t caughtUp_ = 0, fillLeft_ = 0;
     std::uint64_t stormStart_ = 0, stormEnd_ = 0, fillStart_ = 0, fillEnd_ = 0, orderErrors_ = 0, gaps_ = 0;
@@ -432,7 +257,7 @@ private:
 
 void Load::fail(Conn& c, const char* why, int err) {
     if (c.st == St::dead) return;
-    if (reports_++ < 5) std::fprintf(stderr, "chat_load: connection %u failed: %s (%s)\n", c.index, why, std::strerror(err));
+    if (reports_++ < 5) std::fprintf(stderr, "tongdao bench: connection %u failed: %s (%s)\n", c.index, why, std::strerror(err));
     if (c.st == St::connecting || c.st == St::upgrading || c.st == St::setup) --pending_;
     if (c.st == St::ready) --ready_;
     if (c.fd >= 0) close(c.fd);
@@ -469,7 +294,7 @@ void Load::openNext() {
         src.sin_addr = opt_.sourceIps[i % opt_.sourceIps.size()];
         if (bind(c.fd, reinterpret_cast<const sockaddr*>(&src), sizeof src) != 0) return fail(c, "bind", errno);
     }
-    const sockaddr_in& dest = dests_[c.node];
+    const sockaddr_in& dest = opt_.targets[c.node].addr;
     if (connect(c.fd, reinterpret_cast<const sockaddr*>(&dest), sizeof dest) != 0 && errno != EINPROGRESS)
         return fail(c, "connect", errno);
     c.wantOut = true;
@@ -497,7 +322,7 @@ void Load::onConnected(Conn& c) {
     c.mask = randomU64() | 1;
     const std::string key = base64(nonce.data(), nonce.size());
     c.accept = acceptFor(key);
-    std::string req = "GET " + opt_.path + " HTTP/1.1\r\nHost: " + opt_.host + ":" + std::to_string(opt_.ports[c.node]) +
+    std::string req = "GET " + opt_.targets[c.node].path + " HTTP/1.1\r\nHost: " + opt_.targets[c.node].hostHeader() +
                       "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
                       "\r\nSec-WebSocket-Version: 13\r\n";
     if (opt_.proto == Proto::tongdao) req += "Sec-WebSocket-Protocol: tongdao.chat.v1\r\n";
@@ -517,7 +342,7 @@ bool Load::onUpgrade(Conn& c) {
     }
     std::string head = c.in.substr(0, end + 2);
     if (head.compare(0, 13, "HTTP/1.1 101 ") != 0) {
-        if (reports_ < 5) std::fprintf(stderr, "chat_load: upgrade refused: %.*s\n", static_cast<int>(std::min<std::size_t>(head.find('\r'), 200)), head.c_str());
+        if (reports_ < 5) std::fprintf(stderr, "tongdao bench: upgrade refused: %.*s\n", static_cast<int>(std::min<std::size_t>(head.find('\r'), 200)), head.c_str());
         fail(c, "handshake status is not 101", EPROTO);
         return false;
     }
@@ -539,9 +364,7 @@ bool Load::onUpgrade(Conn& c) {
     std::string().swap(c.accept);
     c.st = St::setup;
     c.step = 0;
-    if (opt_.proto == Proto::ws) {
-        setupDone(c);
-    } else if (opt_.proto == Proto::tongdao) {
+    if (opt_.proto == Proto::tongdao) {
         const std::string hello = "{\"op\":\"hello\",\"id\":1,\"v\":1,\"name\":\"" + userName(c) + "\"}";
         sendText(c, hello);
     }
@@ -554,10 +377,13 @@ void Load::setupDone(Conn& c) {
     --pending_;
     ++ready_;
     if (c.in.capacity() > 4096) c.in.shrink_to_fit();
+    // --ramp-up: the traffic has started; a member set up now joins it (fanout: its slots are waiting).
+    if (trafficStarted_ && opt_.mode == Mode::closed && c.role == Role::member)
+        for (std::uint32_t w = 0; w < opt_.window && c.st == St::ready; ++w) sendChat(c, nowNs());
 }
 
 void Load::setupFailed(Conn& c, std::string_view m) {
-    if (reports_ < 5) std::fprintf(stderr, "chat_load: set-up refused: %.*s\n", static_cast<int>(std::min<std::size_t>(m.size(), 300)), m.data());
+    if (reports_ < 5) std::fprintf(stderr, "tongdao bench: set-up refused: %.*s\n", static_cast<int>(std::min<std::size_t>(m.size(), 300)), m.data());
     fail(c, "set-up refused", EPROTO);
 }
 
@@ -692,7 +518,7 @@ std::size_t Load::parseFrames(Conn& c, const std::uint8_t* p, std::size_t n, std
             std::uint64_t code = plen >= 2 ? (static_cast<std::uint64_t>(static_cast<std::uint8_t>(pl[0])) << 8) | static_cast<std::uint8_t>(pl[1]) : 0;
             ++closes_;
             if (reports_ < 5)
-                std::fprintf(stderr, "chat_load: server closed connection %u: %llu %.*s\n", c.index,
+                std::fprintf(stderr, "tongdao bench: server closed connection %u: %llu %.*s\n", c.index,
                              static_cast<unsigned long long>(code), static_cast<int>(plen > 2 ? plen - 2 : 0), pl + 2);
             fail(c, "server sent close", ECONNRESET);
             return off;
@@ -860,11 +686,14 @@ void Load::sendChat(Conn& c, std::uint64_t now) {
 
 void Load::onAck(Conn& c, std::uint64_t id, bool ok, std::string_view m, std::uint64_t rx) {
     if (c.inflight > 0) --c.inflight;
+    std::uint64_t retryMs = 0;  // rate_limited: the send in its place waits this long
     if (!ok) {
         ++rejects_;
+        findInt(m, "\"retryAfterMs\":", retryMs);
+        retryMs = std::min<std::uint64_t>(retryMs, 60'000);
         std::string code(findStr(m, "\"code\":\""));
         if (rejectCodes_[code]++ == 0 && reports_++ < 10)
-            std::fprintf(stderr, "chat_load: send refused: %.*s\n", static_cast<int>(std::min<std::size_t>(m.size(), 300)), m.data());
+            std::fprintf(stderr, "tongdao bench: send refused: %.*s\n", static_cast<int>(std::min<std::size_t>(m.size(), 300)), m.data());
     } else {
         ++totalAcks_;
         if (measuring(rx)) {
@@ -878,6 +707,7 @@ void Load::onAck(Conn& c, std::uint64_t id, bool ok, std::string_view m, std::ui
             ++c.quota;
         }
         if (c.quota > 0) {
+            if (retryMs > 0) return pause(c, rx + retryMs * 1'000'000);
             --c.quota;
             sendChat(c, rx);
         } else if (c.inflight == 0 && fillLeft_ > 0 && --fillLeft_ == 0) {
@@ -885,7 +715,38 @@ void Load::onAck(Conn& c, std::uint64_t id, bool ok, std::string_view m, std::ui
         }
         return;
     }
-    if (opt_.mode == Mode::closed && phase_ != Phase::done) sendChat(c, rx);
+    if (opt_.mode == Mode::closed && phase_ != Phase::done) {
+        if (retryMs > 0) return pause(c, rx + retryMs * 1'000'000);
+        sendChat(c, rx);
+    }
+}
+
+// A refused send's replacement waits until `until` (the server's retryAfterMs).
+void Load::pause(Conn& c, std::uint64_t until) {
+    c.resumeAt = until;
+    paused_.push_back(static_cast<std::uint32_t>(&c - conns_.data()));
+}
+
+// Sends the replacements whose wait is over.
+void Load::resumeDue(std::uint64_t now) {
+    for (std::size_t i = 0; i < paused_.size();) {
+        Conn& c = conns_[paused_[i]];
+        if (c.resumeAt > now && phase_ != Phase::done) {
+            ++i;
+            continue;
+        }
+        paused_[i] = paused_.back();
+        paused_.pop_back();
+        if (c.st != St::ready || phase_ == Phase::done) continue;
+        if (c.role == Role::filler) {
+            if (c.quota > 0) {
+                --c.quota;
+                sendChat(c, now);
+            }
+        } else if (opt_.mode == Mode::closed) {
+            sendChat(c, now);
+        }
+    }
 }
 
 void Load::onDelivery(Conn& c, std::string_view m, std::uint64_t rx) {
@@ -899,7 +760,7 @@ void Load::onDelivery(Conn& c, std::string_view m, std::uint64_t rx) {
         }
         if (seq != c.expect) {
             if (orderErrors_++ < 5)
-                std::fprintf(stderr, "chat_load: client %u got seq %llu, expected %llu\n", c.index, static_cast<unsigned long long>(seq),
+                std::fprintf(stderr, "tongdao bench: client %u got seq %llu, expected %llu\n", c.index, static_cast<unsigned long long>(seq),
                              static_cast<unsigned long long>(c.expect));
         }
         c.expect = seq + 1;
@@ -910,15 +771,17 @@ void Load::onDelivery(Conn& c, std::string_view m, std::uint64_t rx) {
         }
         return;
     }
-    if (phase_ != Phase::measure && phase_ != Phase::drain) return;
+    ++allDeliveries_;
     std::uint64_t sent = 0;
     const bool timed = findInt(m, "\"sent_ns\":", sent) && sent <= rx;
+    if (timed) progress_.record(rx - sent);
+    if (phase_ != Phase::measure && phase_ != Phase::drain) return;
     // Deliveries of the window's sends, counted until the drain ends (--drain).
     if (timed && sent >= measureStart_ && (measureEnd_ == 0 || sent < measureEnd_)) ++windowDelivered_;
     if (!measuring(rx)) return;
     ++mDeliveries_;
     std::uint64_t src = 0;
-    const bool cross = dests_.size() > 1 && findInt(m, "\"src\":", src) && src < conns_.size() && conns_[src].node != c.node;
+    const bool cross = opt_.targets.size() > 1 && findInt(m, "\"src\":", src) && src < conns_.size() && conns_[src].node != c.node;
     if (cross) ++mCross_;
     if (timed) {
         latency_.add(rx - sent);
@@ -942,6 +805,7 @@ void Load::tick(std::uint64_t now) {
         if (due > now) return armTimer(due);
         Conn& c = conns_[order_[schedSlot_ % order_.size()]];
         ++schedSlot_;
+        if (c.st != St::ready) continue;  // failed, or (--ramp-up) not set up yet
         const std::uint64_t t = nowNs();
         if (measuring(t)) sendLag_.add(t - due);
         sendChat(c, t);
@@ -950,16 +814,30 @@ void Load::tick(std::uint64_t now) {
     armTimer(now + 1000);
 }
 
+// The members set up in each room: what a send of the window owes (--drain's check).
+void Load::countMembers() {
+    roomMembers_.assign(opt_.rooms, 0);
+    for (const auto& c : conns_)
+        if (c.st == St::ready && c.role == Role::member) ++roomMembers_[c.room];
+}
+
 void Load::startTraffic(std::uint64_t now) {
+    trafficStarted_ = true;
+    // --ramp-up: the traffic starts with the first connection, and the members not set up yet
+    // have their slots in the schedule (skipped until they are).
+    const bool everyone = opt_.rampUp > 0;
+    countMembers();
     if (opt_.mode == Mode::fanout) {
         // Slot j goes to the j-th sender of a list that interleaves the rooms, so the sends of
         // each room are spread as evenly as the sends overall.
         std::vector<std::vector<std::uint32_t>> byRoom(opt_.rooms);
+        std::size_t senders = 0;
         for (std::size_t i = 0; i < conns_.size(); ++i)
-            if (conns_[i].st == St::ready) byRoom[conns_[i].room].push_back(static_cast<std::uint32_t>(i));
-        roomMembers_.clear();
-        for (const auto& r : byRoom) roomMembers_.push_back(static_cast<std::uint32_t>(r.size()));
-        for (std::size_t k = 0; order_.size() < ready_; ++k)
+            if (everyone || conns_[i].st == St::ready) {
+                byRoom[conns_[i].room].push_back(static_cast<std::uint32_t>(i));
+                ++senders;
+            }
+        for (std::size_t k = 0; order_.size() < senders; ++k)
             for (auto& r : byRoom)
                 if (k < r.size()) order_.push_back(r[k]);
         if (order_.empty()) return;
@@ -1018,34 +896,28 @@ void Load::heartbeat(std::uint64_t now) {
         if (c.st == St::ready && now - c.lastTx > 25'000'000'000ULL) sendText(c, "{\"op\":\"ping\",\"id\":3}");
 }
 
-void Load::printHist(const char* name, const Histogram& h, bool last) {
-    auto us = [](std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
-    std::printf("\"%s\":{\"count\":%llu,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,\"mean\":%.1f}%s", name,
-                static_cast<unsigned long long>(h.count()), us(h.quantile(0.5)), us(h.quantile(0.9)), us(h.quantile(0.99)),
-                us(h.quantile(0.999)), us(h.max()), h.mean() / 1000.0, last ? "" : ",");
-}
-
 void Load::finish(std::uint64_t now) {
+    progress_.finish();
     const bool measured = measureStart_ > 0;
     if (measured && measureEnd_ == 0) measureEnd_ = now;
     const double secs = measured ? static_cast<double>(measureEnd_ - measureStart_) / 1e9 : 0.0;
     const double cpu = measured ? (cpuEnd_ > 0 ? cpuEnd_ : cpuSeconds()) - cpuStart_ : 0.0;
-    const char* proto = opt_.proto == Proto::tongdao ? "tongdao" : opt_.proto == Proto::socketio ? "socketio" : "ws";
+    const char* proto = opt_.proto == Proto::tongdao ? "tongdao" : "socketio";
     const char* mode = opt_.mode == Mode::fanout ? "fanout" : opt_.mode == Mode::closed ? "closed" : opt_.mode == Mode::idle ? "idle" : "storm";
     const double per = secs > 0 ? 1.0 / secs : 0.0;
-    if (opt_.json) {
-        std::printf("{\"proto\":\"%s\",\"mode\":\"%s\",\"connections\":%zu,\"ready\":%zu,\"rooms\":%zu,\"errors\":%llu,\"closes\":%llu,"
+    if (opt_.report.json) {
+        std::printf("{\"url\":\"%s\",\"proto\":\"%s\",\"mode\":\"%s\",\"connections\":%zu,\"ready\":%zu,\"rooms\":%zu,\"errors\":%llu,\"closes\":%llu,"
                     "\"rejects\":%llu,\"seconds\":%.3f,\"sends\":%llu,\"acks\":%llu,\"deliveries\":%llu,\"sends_per_sec\":%.1f,"
                     "\"acks_per_sec\":%.1f,\"deliveries_per_sec\":%.1f,\"rx_bytes\":%llu,\"client_cpu_seconds\":%.3f,"
                     "\"unacked\":%llu,\"servers\":%zu,\"cross_deliveries\":%llu,\"cross_deliveries_per_sec\":%.1f,"
                     "\"drain_seconds\":%.3f,\"window_owed\":%llu,\"window_delivered\":%llu,",
-                    proto, mode, conns_.size(), ready_, opt_.rooms, static_cast<unsigned long long>(errors_),
+                    opt_.targets.front().url.c_str(), proto, mode, conns_.size(), ready_, opt_.rooms, static_cast<unsigned long long>(errors_),
                     static_cast<unsigned long long>(closes_), static_cast<unsigned long long>(rejects_), secs,
                     static_cast<unsigned long long>(mSends_), static_cast<unsigned long long>(mAcks_),
                     static_cast<unsigned long long>(mDeliveries_), static_cast<double>(mSends_) * per,
                     static_cast<double>(mAcks_) * per, static_cast<double>(mDeliveries_) * per,
                     static_cast<unsigned long long>(mRxBytes_), cpu,
-                    static_cast<unsigned long long>(totalSends_ - std::min(totalSends_, totalAcks_ + rejects_)), dests_.size(),
+                    static_cast<unsigned long long>(totalSends_ - std::min(totalSends_, totalAcks_ + rejects_)), opt_.targets.size(),
                     static_cast<unsigned long long>(mCross_), static_cast<double>(mCross_) * per, opt_.drain,
                     static_cast<unsigned long long>(windowOwed_), static_cast<unsigned long long>(windowDelivered_));
         std::printf("\"reject_codes\":{");
@@ -1062,41 +934,39 @@ void Load::finish(std::uint64_t now) {
                         static_cast<unsigned long long>(stormDeliveries_), static_cast<unsigned long long>(orderErrors_),
                         static_cast<unsigned long long>(gaps_), static_cast<unsigned long long>(notRecovered_),
                         opt_.behind * opt_.rooms, fillEnd_ > fillStart_ ? static_cast<double>(fillEnd_ - fillStart_) / 1e9 : 0.0);
-            printHist("catch_up_us", catchUp_, false);
+            catchUp_.writeJson(stdout, "catch_up_us");
+            std::printf(",");
         }
-        printHist("latency_us", latency_, false);
-        printHist("cross_latency_us", crossLatency_, false);
-        printHist("ack_latency_us", ackLatency_, false);
-        printHist("send_lag_us", sendLag_, true);
+        latency_.writeJson(stdout, "latency_us");
+        std::printf(",");
+        crossLatency_.writeJson(stdout, "cross_latency_us");
+        std::printf(",");
+        ackLatency_.writeJson(stdout, "ack_latency_us");
+        std::printf(",");
+        sendLag_.writeJson(stdout, "send_lag_us");
         std::printf("}\n");
     } else {
-        std::printf("%s %s: %zu connections ready of %zu, %zu rooms, errors %llu (closes %llu, refused sends %llu)\n", proto, mode, ready_,
+        std::printf("%s (%s, %s): %zu connections ready of %zu, %zu rooms, errors %llu (closes %llu, refused sends %llu)\n",
+                    opt_.targets.front().url.c_str(), proto, mode, ready_,
                     conns_.size(), opt_.rooms, static_cast<unsigned long long>(errors_), static_cast<unsigned long long>(closes_),
                     static_cast<unsigned long long>(rejects_));
         if (measured && opt_.mode != Mode::storm)
             std::printf("window %.2f s: %.0f sends/s, %.0f acks/s, %.0f deliveries/s; load generator CPU %.0f %%\n", secs,
                         static_cast<double>(mSends_) * per, static_cast<double>(mAcks_) * per, static_cast<double>(mDeliveries_) * per,
                         secs > 0 ? 100 * cpu / secs : 0.0);
-        auto line = [](const char* name, const Histogram& h, double div, const char* unit) {
-            if (h.count() == 0) return;
-            std::printf("%-14s n=%llu p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f max %.2f %s\n", name, static_cast<unsigned long long>(h.count()),
-                        static_cast<double>(h.quantile(0.5)) / div, static_cast<double>(h.quantile(0.9)) / div,
-                        static_cast<double>(h.quantile(0.99)) / div, static_cast<double>(h.quantile(0.999)) / div,
-                        static_cast<double>(h.max()) / div, unit);
-        };
-        line("latency", latency_, 1e6, "ms");
-        line("cross-server", crossLatency_, 1e6, "ms");
-        line("ack latency", ackLatency_, 1e6, "ms");
+        latency_.writeLine(stdout, "latency", 1e6, "ms");
+        crossLatency_.writeLine(stdout, "cross-server", 1e6, "ms");
+        ackLatency_.writeLine(stdout, "ack latency", 1e6, "ms");
         if (opt_.drain > 0 && measured)
             std::printf("window sends: %llu deliveries owed, %llu delivered by the end of the %.1f s drain\n",
                         static_cast<unsigned long long>(windowOwed_), static_cast<unsigned long long>(windowDelivered_), opt_.drain);
-        line("send lag", sendLag_, 1e6, "ms");
+        sendLag_.writeLine(stdout, "send lag", 1e6, "ms");
         if (opt_.mode == Mode::storm) {
             std::printf("storm: %zu of %zu clients caught up in %.3f s, %llu deliveries, order errors %llu, gaps %llu; fill %zu messages in %.2f s\n",
                         caughtUp_, clientsTo_ - clientsFrom_, static_cast<double>(stormEnd_ - stormStart_) / 1e9,
                         static_cast<unsigned long long>(stormDeliveries_), static_cast<unsigned long long>(orderErrors_),
                         static_cast<unsigned long long>(gaps_), opt_.behind * opt_.rooms, static_cast<double>(fillEnd_ - fillStart_) / 1e9);
-            line("catch-up", catchUp_, 1e9, "s");
+            catchUp_.writeLine(stdout, "catch-up", 1e9, "s");
         }
     }
     std::fflush(stdout);
@@ -1106,7 +976,7 @@ void Load::finish(std::uint64_t now) {
 int Load::run() {
     ep_ = epoll_create1(EPOLL_CLOEXEC);
     timer_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (ep_ < 0 || timer_ < 0) usage("epoll_create1/timerfd_create failed");
+    if (ep_ < 0 || timer_ < 0) throw Fatal("epoll_create1/timerfd_create failed");
     watch(ep_, EPOLL_CTL_ADD, timer_, EPOLLIN, kTimerToken);
     sigset_t mask;
     sigemptyset(&mask);
@@ -1134,7 +1004,7 @@ int Load::run() {
         conns_[i].room = static_cast<std::uint32_t>((i < clientsFrom_ ? i : i - clientsFrom_) % opt_.rooms);
         // Member k of room r on server (k + r) % N: each room's members round-robin over the servers.
         const std::size_t k = (i < clientsFrom_ ? i : i - clientsFrom_) / opt_.rooms;
-        conns_[i].node = static_cast<std::uint8_t>((k + conns_[i].room) % dests_.size());
+        conns_[i].node = static_cast<std::uint8_t>((k + conns_[i].room) % opt_.targets.size());
     }
     if (opt_.mode == Mode::storm) {
         phase_ = Phase::filling;
@@ -1143,12 +1013,18 @@ int Load::run() {
         openRange(clientsFrom_, clientsTo_, opt_.mode == Mode::storm ? Role::storm : Role::member);
     }
     bool opening = true, fillStarted = false;
-    std::uint64_t openDeadline = nowNs() + secsNs(opt_.connectTimeout), phaseEnd = openDeadline;
+    const std::uint64_t runStart = nowNs();
+    std::uint64_t openDeadline = runStart + secsNs(opt_.rampUp + opt_.connectTimeout), phaseEnd = openDeadline;
+    if (opt_.rampUp > 0 && (opt_.mode == Mode::fanout || opt_.mode == Mode::closed)) startTraffic(runStart);
     std::array<epoll_event, 1024> events{};
     for (long turn = 0; turn < 2'000'000'000L && phase_ != Phase::done; ++turn) {
-        while (opening && pending_ < opt_.connectBatch && nextToOpen_ < openTo_) openNext();
         std::uint64_t now = nowNs();
-        const long long waitMs = std::clamp<long long>(phaseEnd > now ? static_cast<long long>((phaseEnd - now) / 1'000'000) + 1 : 0, 0, 100);
+        // --ramp-up paces the members' connections evenly over its seconds.
+        const std::size_t allowed =
+            openFrom_ + rampAllowed(openTo_ - openFrom_, phase_ == Phase::connecting ? opt_.rampUp : 0, now - runStart);
+        while (opening && pending_ < opt_.connectBatch && nextToOpen_ < std::min(openTo_, allowed)) openNext();
+        const long long cap = !paused_.empty() ? 2 : opening && opt_.rampUp > 0 ? 10 : 100;
+        const long long waitMs = std::clamp<long long>(phaseEnd > now ? static_cast<long long>((phaseEnd - now) / 1'000'000) + 1 : 0, 0, cap);
         const int n = epoll_wait(ep_, events.data(), static_cast<int>(events.size()), static_cast<int>(waitMs));
         for (int k = 0; k < n; ++k) {
             const std::uint64_t tok = events[static_cast<std::size_t>(k)].data.u64;
@@ -1172,9 +1048,11 @@ int Load::run() {
             }
         }
         now = nowNs();
+        if (!paused_.empty()) resumeDue(now);
+        progress_.update(now, phaseName(phase_), ready_, openTo_ - openFrom_, allDeliveries_ + stormDeliveries_, "delivery", errors_);
         if (stop_) {
             if (phase_ != Phase::done) {
-                if (opening) std::printf("# open %zu errors %llu\n", ready_, static_cast<unsigned long long>(errors_));
+                if (opening) phaseLine(opt_.report, "open " + std::to_string(ready_) + " errors " + std::to_string(errors_));
                 finish(now);
             }
             break;
@@ -1194,8 +1072,7 @@ int Load::run() {
                 phaseEnd = now + secsNs(opt_.stormTimeout);
                 continue;
             }
-            std::printf("# open %zu errors %llu\n", ready_, static_cast<unsigned long long>(errors_));
-            std::fflush(stdout);
+            phaseLine(opt_.report, "open " + std::to_string(ready_) + " errors " + std::to_string(errors_));
             if (ready_ == 0) {
                 finish(now);
                 break;
@@ -1205,8 +1082,7 @@ int Load::run() {
                 phaseEnd = now + secsNs(opt_.holdMax);
             } else if (opt_.mode == Mode::storm) {
                 if (opt_.goOnStdin) {
-                    std::printf("# ready\n");
-                    std::fflush(stdout);
+                    phaseLine(opt_.report, "ready");
                     phase_ = Phase::waitGo;
                     phaseEnd = now + secsNs(opt_.holdMax);
                 } else {
@@ -1216,17 +1092,17 @@ int Load::run() {
             } else {
                 phase_ = Phase::warmup;
                 phaseEnd = now + secsNs(opt_.warmup);
-                startTraffic(now);
+                if (!trafficStarted_) startTraffic(now);
             }
             continue;
         }
         switch (phase_) {
         case Phase::filling:
             if (fillLeft_ == 0 || now >= phaseEnd) {
-                std::fprintf(stderr, "chat_load: filled %zu rooms with %zu messages each in %.2f s\n", opt_.rooms, opt_.behind,
+                std::fprintf(stderr, "tongdao bench: filled %zu rooms with %zu messages each in %.2f s\n", opt_.rooms, opt_.behind,
                              static_cast<double>((fillEnd_ ? fillEnd_ : now) - fillStart_) / 1e9);
                 if (fillLeft_ != 0) {
-                    std::fprintf(stderr, "chat_load: the fill did not finish within --storm-timeout\n");
+                    std::fprintf(stderr, "tongdao bench: the fill did not finish within --storm-timeout\n");
                     ++errors_;
                 }
                 openRange(clientsFrom_, clientsTo_, Role::storm);
@@ -1241,8 +1117,7 @@ int Load::run() {
                     finish(now);
                     break;
                 }
-                std::printf("# measuring\n");
-                std::fflush(stdout);
+                phaseLine(opt_.report, "measuring");
                 cpuStart_ = cpuSeconds();
                 measureStart_ = nowNs();
                 phase_ = Phase::storm;
@@ -1262,8 +1137,8 @@ int Load::run() {
         }
         case Phase::warmup:
             if (now >= phaseEnd) {
-                std::printf("# measuring\n");
-                std::fflush(stdout);
+                countMembers();  // every member is set up by now, --ramp-up or not
+                phaseLine(opt_.report, "measuring");
                 cpuStart_ = cpuSeconds();
                 measureStart_ = nowNs();
                 phase_ = Phase::measure;
@@ -1275,8 +1150,7 @@ int Load::run() {
                 measureEnd_ = now;
                 if (opt_.mode == Mode::fanout && opt_.drain > 0) {
                     cpuEnd_ = cpuSeconds();
-                    std::printf("# window end\n");
-                    std::fflush(stdout);
+                    phaseLine(opt_.report, "window end");
                     phase_ = Phase::drain;
                     phaseEnd = now + secsNs(opt_.drain);
                 } else {
@@ -1305,16 +1179,15 @@ int Load::run() {
     return ready_ > 0 ? 0 : 1;
 }
 
-}  // namespace
+} // namespace
 
-int main(int argc, char** argv) {
-    Options opt = parse(argc, argv);
-    rlimit rl{};
-    getrlimit(RLIMIT_NOFILE, &rl);
-    rl.rlim_cur = rl.rlim_max;
-    const std::size_t need = opt.connections + (opt.mode == Mode::storm ? opt.rooms * opt.fillersPerRoom : 0) + 16;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || need > rl.rlim_cur) usage("the connections exceed the open-file limit: run several processes");
+int runChat(ChatOptions options) {
+    normalize(options);
+    const std::size_t extra = options.mode == ChatMode::storm ? options.rooms * options.fillersPerRoom : 0;
+    raiseFdLimit(options.connections + extra + 16);
     std::signal(SIGPIPE, SIG_IGN);
-    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);  // the send schedule's timer fires on time, not 50 us late
-    return Load(std::move(opt)).run();
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); // the send schedule's timer fires on time, not 50 us late
+    return Load(std::move(options)).run();
 }
+
+} // namespace tongdao::bench

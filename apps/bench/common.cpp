@@ -1,0 +1,220 @@
+#include "common.hpp"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <openssl/evp.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace tongdao::bench {
+
+std::uint64_t nowNs() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::uint64_t secsNs(double s) { return static_cast<std::uint64_t>(s * 1e9); }
+
+double cpuSeconds() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+    return tv(ru.ru_utime) + tv(ru.ru_stime);
+}
+
+std::string base64(const unsigned char* data, std::size_t n) {
+    std::string out(4 * ((n + 2) / 3) + 1, '\0');
+    const int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
+    out.resize(static_cast<std::size_t>(len));
+    return out;
+}
+
+std::string acceptFor(const std::string& key) {
+    const std::string in = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdLen = 0;
+    EVP_Digest(in.data(), in.size(), md, &mdLen, EVP_sha1(), nullptr);
+    return base64(md, mdLen);
+}
+
+std::string newKey() {
+    std::array<unsigned char, 16> nonce{};
+    randomBytes(nonce.data(), nonce.size());
+    return base64(nonce.data(), nonce.size());
+}
+
+void randomBytes(void* p, std::size_t n) {
+    auto* b = static_cast<unsigned char*>(p);
+    std::size_t got = 0;
+    for (int tries = 0; got < n && tries < 16; ++tries) {
+        const ssize_t r = getrandom(b + got, n - got, 0);
+        if (r > 0) got += static_cast<std::size_t>(r);
+    }
+    if (got < n) throw Fatal("getrandom failed");
+}
+
+std::uint64_t randomU64() {
+    std::uint64_t v = 0;
+    randomBytes(&v, sizeof v);
+    return v;
+}
+
+bool watch(int ep, int op, int fd, std::uint32_t events, std::uint64_t token) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = token;
+    return epoll_ctl(ep, op, fd, &ev) == 0;
+}
+
+void raiseFdLimit(std::size_t need) {
+    rlimit rl{};
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || need > rl.rlim_cur)
+        throw Fatal(std::to_string(need) + " descriptors needed, the open-file limit allows " + std::to_string(rl.rlim_cur) +
+                    ": run several processes");
+}
+
+// --- histogram ---------------------------------------------------------------------------------
+
+std::uint64_t Histogram::quantile(double q) const {
+    if (count_ == 0) return 0;
+    const auto rank = std::max<std::uint64_t>(static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(count_))), 1);
+    std::uint64_t seen = 0;
+    for (std::size_t i = 0; i < kBuckets; ++i) {
+        seen += buckets_[i];
+        if (seen >= rank) return std::min(middle(i), max_);
+    }
+    return max_;
+}
+
+std::uint64_t Histogram::middle(std::size_t i) {
+    if (i < 64) return i;
+    const int e = static_cast<int>(i / 64) + 5;
+    const std::uint64_t width = std::uint64_t{1} << (e - 6);
+    return (64 + (i % 64)) * width + width / 2;
+}
+
+void Histogram::clear() {
+    if (count_ == 0) return;
+    buckets_.fill(0);
+    count_ = max_ = 0;
+    sum_ = 0;
+}
+
+void Histogram::writeJson(std::FILE* f, const char* name) const {
+    auto us = [](std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
+    std::fprintf(f, "\"%s\":{\"count\":%llu,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,\"mean\":%.1f}", name,
+                 static_cast<unsigned long long>(count_), us(quantile(0.5)), us(quantile(0.9)), us(quantile(0.99)),
+                 us(quantile(0.999)), us(max_), mean() / 1000.0);
+}
+
+void Histogram::writeLine(std::FILE* f, const char* name, double div, const char* unit) const {
+    if (count_ == 0) return;
+    auto v = [div](std::uint64_t ns) { return static_cast<double>(ns) / div; };
+    std::fprintf(f, "%-14s p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f %s  (n=%llu)\n", name, v(quantile(0.5)),
+                 v(quantile(0.9)), v(quantile(0.99)), v(quantile(0.999)), v(max_), unit, static_cast<unsigned long long>(count_));
+}
+
+// --- targets ------------------------------------------------------------------------------------
+
+Target parseTarget(const std::string& url, const std::string& defaultPath) {
+    Target t;
+    t.url = url;
+    std::string rest;
+    if (url.rfind("ws://", 0) == 0) {
+        rest = url.substr(5);
+    } else if (url.rfind("wss://", 0) == 0) {
+        rest = url.substr(6);
+        t.tls = true;
+    } else {
+        throw Fatal(url + ": the URL is ws://HOST:PORT/PATH or wss://HOST:PORT/PATH");
+    }
+    const std::size_t slash = rest.find_first_of("/?");
+    std::string authority = rest.substr(0, slash);
+    t.path = slash == std::string::npos ? defaultPath : rest.substr(slash);
+    if (!t.path.empty() && t.path[0] == '?') t.path = "/" + t.path;
+    if (authority.find('@') != std::string::npos) throw Fatal(url + ": user information in the URL is not supported");
+    std::string port;
+    if (!authority.empty() && authority[0] == '[') throw Fatal(url + ": IPv6 hosts are not supported (the load is IPv4)");
+    const std::size_t colon = authority.rfind(':');
+    if (colon != std::string::npos) {
+        port = authority.substr(colon + 1);
+        authority.resize(colon);
+    }
+    if (authority.empty()) throw Fatal(url + ": no host");
+    t.host = authority;
+    unsigned long p = t.tls ? 443 : 80;
+    if (!port.empty()) {
+        char* end = nullptr;
+        p = std::strtoul(port.c_str(), &end, 10);
+        if (*end != '\0' || p == 0 || p > 65535) throw Fatal(url + ": bad port \"" + port + "\"");
+    }
+    t.port = static_cast<std::uint16_t>(p);
+    addrinfo hints{};
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    if (const int rc = getaddrinfo(t.host.c_str(), nullptr, &hints, &res); rc != 0 || !res)
+        throw Fatal(url + ": " + t.host + " has no IPv4 address (" + gai_strerror(rc) + ")");
+    std::memcpy(&t.addr, res->ai_addr, sizeof t.addr);
+    freeaddrinfo(res);
+    t.addr.sin_port = htons(t.port);
+    return t;
+}
+
+// --- reporting ----------------------------------------------------------------------------------
+
+void phaseLine(const Report& r, const std::string& text) {
+    if (!r.phases) return;
+    std::printf("# %s\n", text.c_str());
+    std::fflush(stdout);
+}
+
+std::size_t rampAllowed(std::size_t total, double rampSeconds, std::uint64_t elapsedNs) {
+    if (!(rampSeconds > 0)) return total;
+    const double share = static_cast<double>(elapsedNs) / (rampSeconds * 1e9);
+    if (share >= 1) return total;
+    return std::max<std::size_t>(1, static_cast<std::size_t>(std::ceil(share * static_cast<double>(total))));
+}
+
+void Progress::update(std::uint64_t now, const char* phase, std::size_t open, std::size_t wanted, std::uint64_t count,
+                      const char* unit, std::uint64_t errors) {
+    if (!on_) return;
+    if (start_ == 0) {
+        start_ = last_ = now;
+        lastCount_ = count;
+        return;
+    }
+    if (now - last_ < 1'000'000'000ULL) return;
+    const double secs = static_cast<double>(now - last_) / 1e9;
+    const double rate = static_cast<double>(count - std::min(count, lastCount_)) / secs;
+    char lat[96] = "";
+    if (second_.count() > 0)
+        std::snprintf(lat, sizeof lat, "  p50 %.2f ms  p99 %.2f ms", static_cast<double>(second_.quantile(0.5)) / 1e6,
+                      static_cast<double>(second_.quantile(0.99)) / 1e6);
+    // \r and "erase to the end of the line": the next second's line replaces this one.
+    std::fprintf(stderr, "\r\033[K%6.1f s  %-9s  %zu/%zu open  %.0f %s/s%s  errors %llu", static_cast<double>(now - start_) / 1e9,
+                 phase, open, wanted, rate, unit, lat, static_cast<unsigned long long>(errors));
+    std::fflush(stderr);
+    drawn_ = true;
+    last_ = now;
+    lastCount_ = count;
+    second_.clear();
+}
+
+void Progress::finish() {
+    if (!drawn_) return;
+    std::fputs("\r\033[K", stderr);
+    std::fflush(stderr);
+    drawn_ = false;
+}
+
+} // namespace tongdao::bench

@@ -1,0 +1,126 @@
+#pragma once
+// What the two engines of `tongdao bench` share: clocks, the opening handshake's key and
+// accept value, randomness, epoll, the latency histogram, the targets, the pacing of connects
+// (--ramp-up), the phase lines for drivers and the live progress line.
+//
+// The engines (echo_load.cpp, chat_load.cpp) are a WebSocket client of their own on plain epoll
+// and non-blocking sockets, one thread: they share no code with the tongdao library, so a bug or
+// a speed-up there cannot skew the yardstick, and every message they send is framed in a few
+// instructions (the echo engine writes pre-built frames by reference).
+
+#include <netinet/in.h>
+
+#include <array>
+#include <cstdint>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace tongdao::bench {
+
+/** A setting or a system call the run cannot go on without: the message names it. */
+struct Fatal : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+std::uint64_t nowNs();  ///< CLOCK_MONOTONIC
+std::uint64_t secsNs(double s);
+double cpuSeconds();    ///< this process's user + system CPU time
+
+std::string base64(const unsigned char* data, std::size_t n);
+/** RFC 6455 §4.2.2: base64(SHA-1(key + GUID)). */
+std::string acceptFor(const std::string& key);
+/** A fresh Sec-WebSocket-Key: 16 random bytes, base64. */
+std::string newKey();
+void randomBytes(void* p, std::size_t n);
+std::uint64_t randomU64();
+
+/** Adds or changes a descriptor in an epoll set; the token comes back with its events. */
+bool watch(int ep, int op, int fd, std::uint32_t events, std::uint64_t token);
+/** Takes all the descriptors the hard limit allows; Fatal when `need` do not fit. */
+void raiseFdLimit(std::size_t need);
+
+/** Log-linear buckets over nanoseconds: exact below 64 ns, then 64 buckets per power of two
+ *  (under 1.6 % relative error), up to 2^64. The exact maximum is kept beside. */
+class Histogram {
+public:
+    void add(std::uint64_t v) {
+        ++buckets_[index(v)];
+        ++count_;
+        if (v > max_) max_ = v;
+        sum_ += static_cast<double>(v);
+    }
+    std::uint64_t count() const { return count_; }
+    std::uint64_t max() const { return max_; }
+    double mean() const { return count_ ? sum_ / static_cast<double>(count_) : 0.0; }
+    /** The value at quantile q (0..1]: the middle of the bucket holding that rank, at most max. */
+    std::uint64_t quantile(double q) const;
+    void clear();
+    /** `"name":{"count":…,"p50":…,"p90":…,"p99":…,"p999":…,"max":…,"mean":…}` in microseconds. */
+    void writeJson(std::FILE* f, const char* name) const;
+    /** `name  n=… p50 … p90 … p99 … p99.9 … max … unit`, values divided by `div`; nothing when empty. */
+    void writeLine(std::FILE* f, const char* name, double div, const char* unit) const;
+
+private:
+    static constexpr std::size_t kBuckets = 59 * 64;
+    static std::size_t index(std::uint64_t v) {
+        if (v < 64) return static_cast<std::size_t>(v);
+        const int e = 63 - __builtin_clzll(v); // 6..63
+        return static_cast<std::size_t>(e - 5) * 64 + static_cast<std::size_t>((v >> (e - 6)) & 63);
+    }
+    static std::uint64_t middle(std::size_t i);
+    std::array<std::uint64_t, kBuckets> buckets_{};
+    std::uint64_t count_ = 0, max_ = 0;
+    double sum_ = 0;
+};
+
+/** One server to load: a ws:// or wss:// URL, resolved to an IPv4 address. */
+struct Target {
+    std::string url, host, path;
+    std::uint16_t port = 0;
+    bool tls = false;
+    sockaddr_in addr{};
+    std::string hostHeader() const { return host + ":" + std::to_string(port); }
+};
+
+/** Parses and resolves `url`; Fatal with the reason when it is not ws:// or wss:// or does not
+ *  resolve to an IPv4 address. `defaultPath` stands for an empty path. */
+Target parseTarget(const std::string& url, const std::string& defaultPath);
+
+/** How a run reports. */
+struct Report {
+    bool json = false;     ///< the result as one JSON object on stdout
+    bool phases = false;   ///< "# open …", "# measuring", … lines on stdout as the run passes them
+    bool progress = false; ///< a live line on stderr, once a second
+};
+
+/** Prints a phase line ("# " + text) on stdout when the report asks for them. */
+void phaseLine(const Report& r, const std::string& text);
+
+/** --ramp-up: how many of `total` connections may have been started `elapsed` after the start. */
+std::size_t rampAllowed(std::size_t total, double rampSeconds, std::uint64_t elapsedNs);
+
+/** The live progress line: at most once a second, rewritten in place on stderr. */
+class Progress {
+public:
+    explicit Progress(bool on) : on_(on) {}
+    bool on() const { return on_; }
+    /** A latency of the current second (the line shows its p50 and p99). */
+    void record(std::uint64_t ns) {
+        if (on_) second_.add(ns);
+    }
+    /** `count` is the running total of what the line rates per second (`unit`). */
+    void update(std::uint64_t now, const char* phase, std::size_t open, std::size_t wanted, std::uint64_t count,
+                const char* unit, std::uint64_t errors);
+    /** Clears the line before the results are printed. */
+    void finish();
+
+private:
+    bool on_;
+    std::uint64_t start_ = 0, last_ = 0, lastCount_ = 0;
+    bool drawn_ = false;
+    Histogram second_;
+};
+
+} // namespace tongdao::bench
