@@ -63,15 +63,16 @@ class ManagedProcess:
 
 
 class EchoServer:
-    """tongdao-server (one loop) on 127.0.0.1:port, its output in a temporary file."""
+    """tongdao-server (one loop) on 127.0.0.1:port, its output in a temporary file; `extra`
+    arguments follow the defaults."""
 
-    def __init__(self, path, start_timeout=20.0):
+    def __init__(self, path, start_timeout=20.0, extra=()):
         self.port = free_port()
         self.log = tempfile.TemporaryFile()
         # The chat service beside /echo keeps its database here, removed with this object.
         self.data = tempfile.TemporaryDirectory(prefix="tongdao-echo-")
         self.proc = subprocess.Popen([path, "--host", "127.0.0.1", "--port", str(self.port), "--threads", "1",
-                                      "--anonymous", "--data-dir", self.data.name],
+                                      "--anonymous", "--data-dir", self.data.name, *extra],
                                      stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + start_timeout
         while True:
