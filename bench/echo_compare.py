@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """Side-by-side WebSocket echo benchmark: tongdao-server against peer servers.
 
-Each server runs alone, pinned to CPU 0; bench/load/loadgen runs pinned to CPU 1. For every
-scenario (connections x message size x mode) the script reads the server's CPU time from
-/proc/PID/stat at the start and at the end of the measured window (loadgen prints a line at
-each), so warmup and connection setup are not counted. Then a memory scenario per server:
-RSS before and after holding many idle connections.
+Each server runs alone, pinned to CPU 0; the load generator, `tongdao bench` (its echo
+engine), runs pinned to CPU 1. For every scenario (connections x message size x mode) the
+script reads the server's CPU time from /proc/PID/stat at the start and at the end of the
+measured window (`tongdao bench --phases` prints a line at each), so warmup and connection
+setup are not counted. Then a memory scenario per server: RSS before and after holding many
+idle connections.
 
     make build && /usr/bin/python3 bench/echo_compare.py [--quick] [--json results.json]
 
@@ -30,7 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SERVER_CPU, LOADGEN_CPU = "0", "1"
+SERVER_CPU, LOADGEN_CPU = "0", "1"  # LOADGEN_CPU: where `tongdao bench` runs
 
 _children = []  # every Popen still to be stopped
 
@@ -134,7 +135,7 @@ class LineReader:
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise BenchError("loadgen timed out")
+                raise BenchError("tongdao bench timed out")
             ready, _, _ = select.select([self.fd], [], [], left)
             if ready:
                 chunk = os.read(self.fd, 65536)
@@ -190,23 +191,27 @@ def known_servers(bin_dir):
     return out
 
 
-def loadgen_cmd(args, server, extra):
-    cmd = [args.loadgen, "--host", "127.0.0.1", "--port", server.port, "--path", "/echo",
-           "--source-ips", args.source_ips, "--text" if args.text else "--binary"]
-    return cmd + (["--raw"] if server.raw else []) + extra
+# --phases --json --no-progress: "# open N errors E deflate D", "# measuring" and one JSON line on
+# stdout, nothing on a terminal. Messages are binary unless --text.
+BENCH_REPORT = ["--phases", "--json", "--no-progress"]
+
+
+def bench_cmd(args, server, extra):
+    cmd = [args.tongdao, "bench", f"ws://127.0.0.1:{server.port}/echo", "--source-ips", args.source_ips] + BENCH_REPORT
+    return cmd + (["--text"] if args.text else []) + (["--raw"] if server.raw else []) + extra
 
 
 def run_scenario(args, server, conns, size, mode):
-    extra = ["--connections", conns, "--size", size, "--mode", mode, "--window", args.window,
+    extra = ["-c", conns, "-s", size, "-p", args.window if mode == "pipe" else 1,
              "--duration", args.seconds, "--warmup", args.warmup, "--connect-timeout", args.connect_timeout]
-    p = spawn(loadgen_cmd(args, server, extra), LOADGEN_CPU, stdout=subprocess.PIPE, stderr=server.log)
+    p = spawn(bench_cmd(args, server, extra), LOADGEN_CPU, stdout=subprocess.PIPE, stderr=server.log)
     row = {"server": server.name, "connections": conns, "size": size, "mode": mode,
            "window": args.window if mode == "pipe" else 1}
     cpu0 = cpu1 = result = None
     try:
         reader = LineReader(p.stdout)
         deadline = time.monotonic() + args.connect_timeout + args.warmup + args.seconds + 30
-        for _ in range(1000):  # loadgen prints three lines; the bound only guards against a runaway
+        for _ in range(1000):  # three lines; the bound only guards against a runaway
             line = reader.readline(deadline)
             if line is None:
                 break
@@ -263,24 +268,24 @@ def run_memory(args, server):
     # the idle connections; then RSS before, hold N connections, RSS after once stable. For
     # tongdao the warm-up changes the figure by under 10 B (the first handshake touches
     # ~70 KiB): it agrees with issue 13's method, which has none (tests/interop/idle_memory_test.py).
-    warm = spawn(loadgen_cmd(args, server, ["--connections", 8, "--size", 20, "--duration", 0.3,
-                                            "--warmup", 0]), LOADGEN_CPU, stderr=server.log)
+    warm = spawn(bench_cmd(args, server, ["-c", 8, "-s", 20, "--duration", 0.3, "--warmup", 0,
+                                          "--connect-timeout", args.connect_timeout]), LOADGEN_CPU, stderr=server.log)
     try:
         warm.wait(timeout=30)
     finally:
         stop(warm)
     time.sleep(0.5)
     before = rss_bytes(server.proc.pid)
-    extra = ["--idle", "--connections", args.idle_connections, "--connect-timeout", args.connect_timeout,
+    extra = ["--idle", "-c", args.idle_connections, "--connect-timeout", args.connect_timeout,
              "--hold-max", args.connect_timeout + 60]
-    p = spawn(loadgen_cmd(args, server, extra), LOADGEN_CPU, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    p = spawn(bench_cmd(args, server, extra), LOADGEN_CPU, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
               stderr=server.log)
     row = {"server": server.name, "idle_connections": args.idle_connections}
     try:
         reader = LineReader(p.stdout)
         line = reader.readline(time.monotonic() + args.connect_timeout + 30)
         if not line or not line.startswith("# open "):
-            row["error"] = "loadgen did not open the connections"
+            row["error"] = "tongdao bench did not open the connections"
             return row
         opened, errors = int(line.split()[2]), int(line.split()[4])
         after = stable_rss(server.proc.pid, server.alive)
@@ -304,8 +309,8 @@ def print_tables(args, rows, mem_rows):
     raw = {(r["connections"], r["size"], r["mode"]): r.get("cpu_seconds_per_million")
            for r in rows if r["server"] == "raw_echo"}
     print(f"\n## Echo throughput ({args.seconds:g} s measured after {args.warmup:g} s warmup; "
-          f"server on CPU {SERVER_CPU}, loadgen on CPU {LOADGEN_CPU}; pipe window {args.window})\n")
-    print("| server | conns | size | mode | msgs/s | server CPU | CPU s / M msgs | CPU/msg vs raw | loadgen CPU "
+          f"server on CPU {SERVER_CPU}, load generator (tongdao bench) on CPU {LOADGEN_CPU}; pipe window {args.window})\n")
+    print("| server | conns | size | mode | msgs/s | server CPU | CPU s / M msgs | CPU/msg vs raw | load generator CPU "
           "| CPU 0 busy | errors |")
     print("|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|")
     for r in rows:
@@ -347,11 +352,12 @@ def parse_args():
     ap.add_argument("--warmup", type=float, help="warmup seconds per scenario (default 1)")
     ap.add_argument("--idle-connections", type=int, help="connections for the memory scenario, 0 = skip (default 10000)")
     ap.add_argument("--source-ips", default=",".join(f"127.0.0.{i}" for i in range(1, 9)),
-                    help="loopback source addresses for loadgen (spreads ephemeral ports)")
+                    help="loopback source addresses for tongdao bench (spreads ephemeral ports)")
     ap.add_argument("--text", action="store_true", help="send text messages (default binary)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 s, 100 connections, 2000 idle")
     ap.add_argument("--bin-dir", type=Path, default=REPO / "build" / "release" / "bin",
-                    help="where loadgen, the peers and tongdao-server are (default build/release/bin)")
+                    help="where tongdao (the CLI: tongdao bench), the peers and tongdao-server are "
+                    "(default build/release/bin)")
     ap.add_argument("--connect-timeout", type=float, default=60.0, help="bound for opening all connections")
     ap.add_argument("--json", type=Path, help="write the results as JSON to this file")
     a = ap.parse_args()
@@ -364,16 +370,16 @@ def parse_args():
     a.idle_connections = a.idle_connections if a.idle_connections is not None else (2000 if q else 10000)
     if any(m not in ("rr", "pipe") for m in a.modes):
         ap.error("--modes takes rr and/or pipe")
-    a.loadgen = a.bin_dir / "loadgen"
+    a.tongdao = a.bin_dir / "tongdao"
     return a
 
 
 def main():
     args = parse_args()
-    if not args.loadgen.exists():
-        sys.exit(f"echo_compare: {args.loadgen} not found: run `make build` first (or pass --bin-dir)")
+    if not args.tongdao.exists():
+        sys.exit(f"echo_compare: {args.tongdao} (tongdao bench) not found: run `make build` first (or pass --bin-dir)")
     if os.cpu_count() < 2:
-        sys.exit("echo_compare: needs two CPUs (server on CPU 0, loadgen on CPU 1)")
+        sys.exit("echo_compare: needs two CPUs (server on CPU 0, tongdao bench on CPU 1)")
     servers = []
     wanted = args.servers.split(",") if args.servers else None
     for s in known_servers(args.bin_dir):

@@ -4,8 +4,9 @@
 A process here may hold at most 20,000 file descriptors (the hard limit cannot be raised),
 so one tongdao-server process holds what that allows, and the full count is reached with
 several processes sharing the port (SO_REUSEPORT: the kernel spreads new connections
-among them). The load comes from several loadgen processes in --idle mode, each opening
-its share from several 127.0.0.x source addresses (one address has ~28,000 ephemeral ports).
+among them). The load comes from several `tongdao bench --idle` processes (the CLI's load
+generator), each opening its share from several 127.0.0.x source addresses (one address has
+~28,000 ephemeral ports).
 
     /usr/bin/python3 bench/many_connections.py [--bin-dir build/release/bin]
         [--total 100000] [--servers 6] [--single 19900]
@@ -85,7 +86,7 @@ def stop(procs):
             p.wait()
 
 
-def run(bin_dir, servers, total, per_loadgen):
+def run(bin_dir, servers, total, per_client):
     """Starts `servers` servers on one port and opens `total` idle connections to them."""
     port = free_port()
     srv = []
@@ -107,18 +108,21 @@ def run(bin_dir, servers, total, per_loadgen):
         left = total
         index = 0
         while left > 0:
-            n = min(per_loadgen, left)
+            n = min(per_client, left)
             ips = ",".join(f"127.0.{index}.{k}" for k in range(1, 9))
+            # --phases: the "# open N errors E deflate D" line read below (--json: a result line
+            # at the end, unread).
             loads.append(subprocess.Popen(
-                [os.path.join(bin_dir, "loadgen"), "--port", str(port), "--connections", str(n), "--idle",
-                 "--source-ips", ips, "--connect-timeout", "120", "--hold-max", "600"],
+                [os.path.join(bin_dir, "tongdao"), "bench", f"ws://127.0.0.1:{port}/echo", "-c", str(n), "--idle",
+                 "--source-ips", ips, "--connect-timeout", "120", "--hold-max", "600",
+                 "--phases", "--json", "--no-progress"],
                 preexec_fn=raise_limit, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 text=True))
             left -= n
             index += 1
         opened = errors = 0
         for lg in loads:
-            line = lg.stdout.readline()  # "# open N errors E ..."
+            line = lg.stdout.readline()  # "# open N errors E deflate D"
             parts = line.split()
             if len(parts) >= 5 and parts[1] == "open":
                 opened += int(parts[2])
@@ -152,14 +156,18 @@ def main():
     ap.add_argument("--single", type=int, default=HARD - 100, help="connections for the one-process run")
     ap.add_argument("--json")
     args = ap.parse_args()
-    per_loadgen = HARD - 100
+    for exe in ("tongdao", "tongdao-server"):
+        if not os.path.exists(os.path.join(args.bin_dir, exe)):
+            sys.exit(f"many_connections: {os.path.join(args.bin_dir, exe)} not found: run `make build` first "
+                     "(or pass --bin-dir)")
+    per_client = HARD - 100  # connections per tongdao bench process
     results = {"fd_hard_limit": HARD}
     print(f"file descriptor hard limit: {HARD}")
-    one = run(args.bin_dir, 1, args.single, per_loadgen)
+    one = run(args.bin_dir, 1, args.single, per_client)
     results["single"] = one
     print(f"one process: asked {one['asked']}, held {one['held']} "
           f"({one['per_server'][0]['bytes_per_connection']} B RSS each)")
-    many = run(args.bin_dir, args.servers, args.total, per_loadgen)
+    many = run(args.bin_dir, args.servers, args.total, per_client)
     results["shared_port"] = many
     print(f"{args.servers} processes on one port: asked {many['asked']}, clients opened "
           f"{many['opened_by_clients']} ({many['client_errors']} errors), servers held {many['held']}")

@@ -2,19 +2,22 @@
 """wss:// and permessage-deflate: tongdao-server beside Boost.Beast, in the same run.
 
 Three parts, each measuring every server under the same load in one run (servers pinned to
-CPU 0, bench/load/loadgen to CPU 1; server CPU time from /proc/PID/stat over loadgen's measured
-window, as bench/echo_compare.py does):
+CPU 0, the load generator `tongdao bench` to CPU 1; server CPU time from /proc/PID/stat over its
+measured window, as bench/echo_compare.py does):
 
   tls      wss echo: tongdao-server (--tls-cert/--tls-key, --deflate off) and beast_tls_echo, plus
            the same two over plain ws (tongdao's ws port in the same process, beast_echo) to show
            what TLS costs each. Target: tongdao's wss CPU per message <= 0.7 x Beast's.
   memory   RSS per idle connection at --idle-connections open: tongdao ws, wss, ws + deflate
-           shared / dedicated (loadgen --deflate, so the extension is agreed), wss + deflate
+           shared / dedicated (tongdao bench --deflate, so the extension is agreed), wss + deflate
            shared; Beast ws, wss, ws + deflate. Targets: deflate shared adds <= 1 KiB per idle
            connection over plain ws; an idle TLS connection keeps no TLS record buffers.
-  deflate  chat-like JSON (loadgen --json-payload): compression ratio (wire bytes / payload
-           bytes, counted by loadgen) and CPU per message for tongdao --deflate off / shared /
-           dedicated and Beast with permessage-deflate.
+  deflate  chat-like JSON (tongdao bench --json-messages): compression ratio (wire bytes /
+           payload bytes, counted by the load generator) and CPU per message for tongdao
+           --deflate off / shared / dedicated and Beast with permessage-deflate.
+
+The wss:// runs pass `--insecure`: the test certificate is self-signed (the load generator did
+not verify it before `tongdao bench` either).
 
 Scenarios run interleaved (every server once per scenario, then the next scenario) and the
 whole set --repeat times, rotating the order, so a load change on the shared machine hits all
@@ -97,20 +100,23 @@ def beast_cmd(args, tls, deflate):
     return cmd + (["--deflate"] if deflate else [])
 
 
-def loadgen_cmd(args, port, extra):
-    return [args.loadgen, "--host", "127.0.0.1", "--port", port, "--path", "/echo",
-            "--source-ips", args.source_ips] + [str(x) for x in extra]
+def bench_cmd(args, port, kind, extra):
+    """`tongdao bench` on the /echo of a `kind` ("ws" or "wss") port, with the stdout lines the
+    part runners read (ec.BENCH_REPORT)."""
+    return [args.tongdao, "bench", f"{kind}://127.0.0.1:{port}/echo", "--source-ips", args.source_ips] + \
+        (["--insecure"] if kind == "wss" else []) + ec.BENCH_REPORT + [str(x) for x in extra]
 
 
 def run_load(args, proc, kind, extra, row):
-    """One loadgen run against proc's `kind` port; fills row with loadgen's figures and the
+    """One `tongdao bench` run against proc's `kind` port; fills row with its figures and the
     server's CPU time over the measured window."""
-    p = ec.spawn(loadgen_cmd(args, proc.ports[kind], extra), LOADGEN_CPU, stdout=subprocess.PIPE, stderr=proc.log)
+    p = ec.spawn(bench_cmd(args, proc.ports[kind], kind, extra), LOADGEN_CPU, stdout=subprocess.PIPE,
+                 stderr=proc.log)
     cpu0 = cpu1 = result = None
     try:
         reader = ec.LineReader(p.stdout)
         deadline = time.monotonic() + args.connect_timeout + args.warmup + args.seconds + 30
-        for _ in range(1000):  # loadgen prints three lines; the bound only guards against a runaway
+        for _ in range(1000):  # three lines; the bound only guards against a runaway
             line = reader.readline(deadline)
             if line is None:
                 break
@@ -156,7 +162,7 @@ def run_load(args, proc, kind, extra, row):
 # --- part runners --------------------------------------------------------------------------
 
 def run_interleaved(args, part, procs, targets, scenarios, logdir):
-    """targets: (label, proc key, port kind, loadgen extra, expect_deflate). Every server is
+    """targets: (label, proc key, port kind, tongdao bench extra, expect_deflate). Every server is
     started once; each repeat runs every scenario on every target, rotating the target order."""
     rows = []
     started = {}
@@ -177,7 +183,7 @@ def run_interleaved(args, part, procs, targets, scenarios, logdir):
                         continue
                     print(f"{part} #{rep + 1}: {label}: {conns} conns, {size} B, {mode} ...", file=sys.stderr,
                           flush=True)
-                    load = ["--connections", conns, "--size", size, "--mode", mode, "--window", args.window,
+                    load = ["-c", conns, "-s", size, "-p", args.window if mode == "pipe" else 1,
                             "--duration", args.seconds, "--warmup", args.warmup,
                             "--connect-timeout", args.connect_timeout] + extra
                     rows.append(run_load(args, proc, kind, load, row))
@@ -198,8 +204,8 @@ def run_memory_row(args, label, proc, kind, extra, expect_deflate, logdir):
            "expect_deflate": expect_deflate}
     try:
         proc.start(logdir)
-        warm = ec.spawn(loadgen_cmd(args, proc.ports[kind], ["--connections", 1, "--json-payload", "--size", 200,
-                                                               "--duration", 0.3, "--warmup", 0] + extra),
+        warm = ec.spawn(bench_cmd(args, proc.ports[kind], kind, ["-c", 1, "--json-messages", "-s", 200,
+                                                                  "--duration", 0.3, "--warmup", 0] + extra),
                         LOADGEN_CPU, stderr=proc.log)
         try:
             warm.wait(timeout=30)
@@ -207,14 +213,14 @@ def run_memory_row(args, label, proc, kind, extra, expect_deflate, logdir):
             ec.stop(warm)
         time.sleep(0.5)
         before = ec.rss_bytes(proc.proc.pid)
-        idle = ["--idle", "--connections", args.idle_connections, "--connect-timeout", args.connect_timeout,
+        idle = ["--idle", "-c", args.idle_connections, "--connect-timeout", args.connect_timeout,
                 "--hold-max", args.connect_timeout + 60] + extra
-        p = ec.spawn(loadgen_cmd(args, proc.ports[kind], idle), LOADGEN_CPU, stdin=subprocess.PIPE,
+        p = ec.spawn(bench_cmd(args, proc.ports[kind], kind, idle), LOADGEN_CPU, stdin=subprocess.PIPE,
                      stdout=subprocess.PIPE, stderr=proc.log)
         try:
             line = ec.LineReader(p.stdout).readline(time.monotonic() + args.connect_timeout + 30)
             if not line or not line.startswith("# open "):
-                row["error"] = "loadgen did not open the connections"
+                row["error"] = "tongdao bench did not open the connections"
                 return row
             f = line.split()
             opened, errors = int(f[2]), int(f[4])
@@ -294,20 +300,20 @@ def run_heap_row(args, label, cmd, kind, extra, logdir):
         if not server_pid:
             row["error"] = "server process not found under heaptrack"
             return row
-        warm = ec.spawn(loadgen_cmd(args, proc.ports[kind], ["--connections", 1, "--json-payload", "--size", 200,
-                                                               "--duration", 0.3, "--warmup", 0] + extra),
+        warm = ec.spawn(bench_cmd(args, proc.ports[kind], kind, ["-c", 1, "--json-messages", "-s", 200,
+                                                                  "--duration", 0.3, "--warmup", 0] + extra),
                         LOADGEN_CPU, stderr=proc.log)
         try:
             warm.wait(timeout=60)
         finally:
             ec.stop(warm)
-        idle = ["--idle", "--connections", n, "--connect-timeout", args.connect_timeout,
+        idle = ["--idle", "-c", n, "--connect-timeout", args.connect_timeout,
                 "--hold-max", args.connect_timeout + 60] + extra
-        p = ec.spawn(loadgen_cmd(args, proc.ports[kind], idle), LOADGEN_CPU, stdin=subprocess.PIPE,
+        p = ec.spawn(bench_cmd(args, proc.ports[kind], kind, idle), LOADGEN_CPU, stdin=subprocess.PIPE,
                      stdout=subprocess.PIPE, stderr=proc.log)
         line = ec.LineReader(p.stdout).readline(time.monotonic() + args.connect_timeout + 30)
         if not line or not line.startswith("# open "):
-            row["error"] = "loadgen did not open the connections"
+            row["error"] = "tongdao bench did not open the connections"
             return row
         opened = int(line.split()[2])
         time.sleep(1.0)
@@ -384,9 +390,10 @@ def cpu_cell(s):
 def tls_tables(args, summary, labels):
     out = []
     out.append(f"\n## wss echo ({args.seconds:g} s measured after {args.warmup:g} s warmup, median of {args.repeat}; "
-               f"server on CPU {SERVER_CPU}, loadgen on CPU {LOADGEN_CPU}; pipe window {args.window})\n")
+               f"server on CPU {SERVER_CPU}, load generator (tongdao bench) on CPU {LOADGEN_CPU}; "
+               f"pipe window {args.window})\n")
     out.append("| conns | size | mode | server | msgs/s | CPU µs/msg (min–max) | vs Beast wss | TLS cost µs/msg "
-               "| server CPU | loadgen CPU | CPU 0 busy | errors |")
+               "| server CPU | load generator CPU | CPU 0 busy | errors |")
     out.append("|--:|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     checks = []
     scen = sorted({k[1:] for k in summary}, key=lambda k: (k[0], k[1], k[2] != "rr"))
@@ -467,9 +474,9 @@ def heap_table(args, rows):
 
 def deflate_table(args, summary, labels):
     out = [f"\n## permessage-deflate on chat-like JSON ({args.seconds:g} s measured, median of {args.repeat}; "
-           f"loadgen offers `{'permessage-deflate; client_no_context_takeover; server_no_context_takeover' if args.no_context_takeover else 'permessage-deflate'}`)\n",
+           f"tongdao bench offers `{'permessage-deflate; client_no_context_takeover; server_no_context_takeover' if args.no_context_takeover else 'permessage-deflate'}`)\n",
            "| conns | size | mode | server | agreed | wire/payload s→c | wire/payload c→s | msgs/s | CPU µs/msg (min–max) "
-           "| vs tongdao off | server CPU | loadgen CPU | CPU 0 busy | errors |",
+           "| vs tongdao off | server CPU | load generator CPU | CPU 0 busy | errors |",
            "|--:|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     scen = sorted({k[1:] for k in summary}, key=lambda k: (k[0], k[1], k[2] != "rr"))
     for sc in scen:
@@ -507,7 +514,7 @@ def parse_args():
     ap.add_argument("--parts", default="tls,memory,heap,deflate",
                     help="comma list of tls,memory,heap,deflate (heap needs heaptrack; skipped without it)")
     ap.add_argument("--bin-dir", type=Path, default=REPO / "build" / "release" / "bin",
-                    help="where loadgen, beast_echo, beast_tls_echo and tongdao-server are")
+                    help="where tongdao (the CLI: tongdao bench), beast_echo, beast_tls_echo and tongdao-server are")
     ap.add_argument("--cert-dir", type=Path, help="test certificates (made by scripts/make-test-certs.sh if "
                     "missing; default BIN_DIR/../certs)")
     ap.add_argument("--connections", type=ints, default=[100], help="connection counts (default 100)")
@@ -539,7 +546,7 @@ def parse_args():
         ap.error("--modes takes rr and/or pipe")
     if any(p not in ("tls", "memory", "heap", "deflate") for p in a.parts):
         ap.error("--parts takes tls, memory, heap and/or deflate")
-    a.loadgen = a.bin_dir / "loadgen"
+    a.tongdao = a.bin_dir / "tongdao"
     a.cert_dir = a.cert_dir or a.bin_dir.parent / "certs"
     a.cert, a.key = a.cert_dir / "server.pem", a.cert_dir / "server.key"
     return a
@@ -547,12 +554,13 @@ def parse_args():
 
 def main():
     args = parse_args()
-    need = ["loadgen", "tongdao-server", "beast_echo", "beast_tls_echo"]
+    need = ["tongdao", "tongdao-server", "beast_echo", "beast_tls_echo"]
     missing = [n for n in need if not (args.bin_dir / n).exists()]
     if missing:
-        sys.exit(f"tls_deflate_compare: {', '.join(missing)} not found in {args.bin_dir} (build them, or pass --bin-dir)")
+        sys.exit(f"tls_deflate_compare: {', '.join(missing)} not found in {args.bin_dir} "
+                 "(run `make build` first, or pass --bin-dir)")
     if os.cpu_count() < 2:
-        sys.exit("tls_deflate_compare: needs two CPUs (servers on CPU 0, loadgen on CPU 1)")
+        sys.exit("tls_deflate_compare: needs two CPUs (servers on CPU 0, tongdao bench on CPU 1)")
     if not args.cert.exists() or not args.key.exists():
         subprocess.run(["bash", REPO / "scripts" / "make-test-certs.sh", args.cert_dir], check=True, timeout=60)
     logdir = tempfile.mkdtemp(prefix="tls_deflate_compare.")
@@ -564,7 +572,7 @@ def main():
                  "beast_tls": Proc("beast_tls", beast_cmd(args, True, False)),
                  "beast": Proc("beast", beast_cmd(args, False, False))}
         labels = ["tongdao wss", "beast wss", "tongdao ws", "beast ws"]
-        targets = [("tongdao wss", "tongdao", "wss", ["--tls"], False), ("beast wss", "beast_tls", "wss", ["--tls"], False),
+        targets = [("tongdao wss", "tongdao", "wss", [], False), ("beast wss", "beast_tls", "wss", [], False),
                    ("tongdao ws", "tongdao", "ws", [], False), ("beast ws", "beast", "ws", [], False)]
         scenarios = [(c, s, m) for c in args.connections for s in args.tls_sizes for m in args.modes]
         rows = run_interleaved(args, "tls", procs, targets, scenarios, logdir)
@@ -575,12 +583,12 @@ def main():
 
     if "memory" in args.parts and args.idle_connections > 0:
         specs = [("tongdao ws", tongdao_cmd(args, "off"), "ws", [], False),
-                 ("tongdao wss", tongdao_cmd(args, "off"), "wss", ["--tls"], False),
+                 ("tongdao wss", tongdao_cmd(args, "off"), "wss", [], False),
                  ("tongdao ws deflate-shared", tongdao_cmd(args, "shared"), "ws", ["--deflate"], True),
                  ("tongdao ws deflate-dedicated", tongdao_cmd(args, "dedicated"), "ws", ["--deflate"], True),
-                 ("tongdao wss deflate-shared", tongdao_cmd(args, "shared"), "wss", ["--tls", "--deflate"], True),
+                 ("tongdao wss deflate-shared", tongdao_cmd(args, "shared"), "wss", ["--deflate"], True),
                  ("beast ws", beast_cmd(args, False, False), "ws", [], False),
-                 ("beast wss", beast_cmd(args, True, False), "wss", ["--tls"], False),
+                 ("beast wss", beast_cmd(args, True, False), "wss", [], False),
                  ("beast ws deflate", beast_cmd(args, False, True), "ws", ["--deflate"], True)]
         mem = []
         for label, cmd, kind, extra, expect in specs:
@@ -598,15 +606,14 @@ def main():
             for label, cmd in (("tongdao wss", tongdao_cmd(args, "off")), ("beast wss", beast_cmd(args, True, False))):
                 print(f"heap: {label}, {args.heap_connections} idle connections under heaptrack ...", file=sys.stderr,
                       flush=True)
-                heap.append(run_heap_row(args, label, cmd, "wss", ["--tls"], logdir))
+                heap.append(run_heap_row(args, label, cmd, "wss", [], logdir))
             result["heap"] = heap
             lines += heap_table(args, heap)
 
     if "deflate" in args.parts:
         tls = args.deflate_over_tls
         kind = "wss" if tls else "ws"
-        offer = ["--deflate", "--json-payload"] + (["--no-context-takeover"] if args.no_context_takeover else []) + \
-                (["--tls"] if tls else [])
+        offer = ["--deflate", "--json-messages"] + (["--no-context-takeover"] if args.no_context_takeover else [])
         procs = {"off": Proc("tongdao_off", tongdao_cmd(args, "off", tls)),
                  "shared": Proc("tongdao_shared", tongdao_cmd(args, "shared", tls)),
                  "dedicated": Proc("tongdao_dedicated", tongdao_cmd(args, "dedicated", tls)),

@@ -2,10 +2,11 @@
 """Chat benchmarks: tongdao-server beside a Socket.IO 4.8 server, in the same run.
 
 Every server runs alone, pinned to CPU 0 (in the redis mode every node and redis-server share
-it); bench/chat/chat_load (one load generator for both protocols) runs pinned to CPU 1. Server
-CPU time is utime + stime of the server process (all its threads) from /proc/PID/stat, read
-when chat_load prints "# measuring" and again on its result line (the redis mode: on "# window
-end"), so connection set-up, warm-up and drain are not counted.
+it); the load generator, `tongdao bench --chat` (one engine for both protocols), runs pinned
+to CPU 1. Server CPU time is utime + stime of the server process (all its threads) from
+/proc/PID/stat, read when `tongdao bench --phases` prints "# measuring" and again on its result
+line (the redis mode: on "# window end"), so connection set-up, warm-up and drain are not
+counted.
 
 Modes (--modes, comma list, in this order; default fanout):
 
@@ -26,7 +27,7 @@ Modes (--modes, comma list, in this order; default fanout):
               processes on one redis-server (--redis), beside as many bench/chat/socketio_server.js
               processes with @socket.io/redis-adapter on a redis-server of their own. The fan-out
               load of --rooms x --members at each of --redis-rates (0.25) msg/s per member, each
-              room's members spread over the nodes round-robin (chat_load --port P1,P2,P3), so
+              room's members spread over the nodes round-robin (tongdao bench URL1 URL2 URL3), so
               two thirds of the deliveries cross nodes. Per server kind: cross-node deliveries/s
               and their latency, cross-node deliveries per server CPU second (utime + stime of
               the nodes, summed), Redis CPU per send (redis-server's own utime + stime), Redis
@@ -38,11 +39,11 @@ Modes (--modes, comma list, in this order; default fanout):
 
     /usr/bin/python3 bench/chat/chat_compare.py [--modes fanout,saturation,idle,storm,redis] [--quick] [--json out.json]
 
-It builds nothing: it expects build/release/bin/{tongdao-server,chat_load,sqlite_batch} (or
---bin-dir) and node_modules/socket.io (npm ci); the redis mode also redis-server (Debian's
-package) and node_modules/@socket.io/redis-adapter and redis. Standard library only; every
-process it starts is stopped by its pid (SIGTERM, then SIGKILL after 3 s), also on errors and
-Ctrl-C.
+It builds nothing: it expects build/release/bin/{tongdao-server,tongdao,sqlite_batch}
+(`make build`, or --bin-dir) and node_modules/socket.io (npm ci); the redis mode also
+redis-server (Debian's package) and node_modules/@socket.io/redis-adapter and redis. Standard
+library only; every process it starts is stopped by its pid (SIGTERM, then SIGKILL after 3 s),
+also on errors and Ctrl-C.
 """
 
 import argparse
@@ -70,7 +71,7 @@ SERVER_CPU, LOADGEN_CPU = ec.SERVER_CPU, ec.LOADGEN_CPU
 CLK_TCK = ec.CLK_TCK
 BenchError = ec.BenchError
 SOURCE_IPS = ",".join(f"127.0.0.{i}" for i in range(1, 9))
-MAX_CONNS_PER_LOADGEN = 15000  # a process may hold at most 20,000 descriptors here
+MAX_CONNS_PER_BENCH = 15000  # a process may hold at most 20,000 descriptors here
 
 
 # --- servers ---------------------------------------------------------------------------------
@@ -161,17 +162,28 @@ def reset_peak_rss(pid):
         return False
 
 
-# --- running chat_load ---------------------------------------------------------------------
+# --- running tongdao bench --------------------------------------------------------------------
 
-def chat_load_cmd(args, server, extra):
-    return [args.bin_dir / "chat_load", "--proto", server.proto, "--host", "127.0.0.1", "--port", server.port,
-            "--source-ips", SOURCE_IPS, "--json"] + extra
+def bench_url(proto, port):
+    """tongdao's /chat; Socket.IO with no path (tongdao bench puts /socket.io/?EIO=4&transport=
+    websocket); "ws", a plain WebSocket on tongdao's /echo (the echo engine)."""
+    return {"tongdao": f"ws://127.0.0.1:{port}/chat", "socketio": f"ws://127.0.0.1:{port}",
+            "ws": f"ws://127.0.0.1:{port}/echo"}[proto]
+
+
+def bench_cmd(args, proto, ports, extra):
+    """`tongdao bench` on one URL per port (the members of each room round-robin over them).
+    --phases --json --no-progress: the "# open", "# ready", "# measuring", "# window end" lines and
+    one JSON line on stdout. `extra` selects the engine: --chat ROOMS for tongdao and socketio."""
+    return ([args.bin_dir / "tongdao", "bench"] + [bench_url(proto, p) for p in ports] +
+            (["--proto", proto] if proto != "ws" else []) +
+            ["--source-ips", SOURCE_IPS, "--phases", "--json", "--no-progress"] + extra)
 
 
 def run_measured(args, server, extra, timeout, on_ready=None, label=""):
-    """Runs chat_load to its JSON line; returns (result, server figures over the window)."""
-    p = ec.spawn(chat_load_cmd(args, server, extra), LOADGEN_CPU, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                 stderr=server.log)
+    """Runs tongdao bench to its JSON line; returns (result, server figures over the window)."""
+    p = ec.spawn(bench_cmd(args, server.proto, [server.port], extra), LOADGEN_CPU, stdin=subprocess.PIPE,
+                 stdout=subprocess.PIPE, stderr=server.log)
     out = {"label": label}
     cpu0 = cpu1 = core0 = core1 = None
     result, m0, m1 = None, {}, {}
@@ -222,8 +234,8 @@ def run_measured(args, server, extra, timeout, on_ready=None, label=""):
 
 
 def run_fanout(args, server, rate):
-    extra = ["--mode", "fanout", "--rooms", args.rooms, "--members", args.members, "--rate", rate,
-             "--body-size", args.body_size, "--duration", args.seconds, "--warmup", args.warmup,
+    extra = ["--chat", args.rooms, "--members", args.members, "--rate", rate,
+             "-s", args.body_size, "--duration", args.seconds, "--warmup", args.warmup,
              "--name-prefix", f"fo{int(time.time()) % 100000}", "--connect-timeout", args.connect_timeout]
     res, row = run_measured(args, server, extra, args.connect_timeout + args.warmup + args.seconds + 60)
     row.update(server=server.name, rate=rate, rooms=args.rooms, members=args.members)
@@ -250,9 +262,9 @@ def ms(us):
 def fanout_table(args, rows):
     print(f"\n## Fan-out: {args.rooms} rooms x {args.members} members, ~{args.body_size} B bodies "
           f"({args.seconds:g} s measured after {args.warmup:g} s warm-up; server on CPU {SERVER_CPU}, "
-          f"chat_load on CPU {LOADGEN_CPU})\n")
+          f"load generator (tongdao bench) on CPU {LOADGEN_CPU})\n")
     print("| server | msgs/s/member | sends/s | deliveries/s | delivered | server CPU | CPU µs / delivery "
-          "| p50 ms | p90 ms | p99 ms | max ms | ack p99 ms | chat_load CPU | CPU 0 busy | errors |")
+          "| p50 ms | p90 ms | p99 ms | max ms | ack p99 ms | load generator CPU | CPU 0 busy | errors |")
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in rows:
         head = f"| {r['server']} | {r['rate']:g} "
@@ -282,7 +294,7 @@ def fanout_table(args, rows):
               f"(target ≤ 0.333: {ok(p99_ratio, 1 / 3)}).")
         for r in (t, s):
             if (r.get("loadgen_cpu_util") or 0) > 0.85:
-                print(f"Note: chat_load used {r['loadgen_cpu_util']:.0%} of its CPU against {r['server']}: "
+                print(f"Note: tongdao bench used {r['loadgen_cpu_util']:.0%} of its CPU against {r['server']}: "
                       "the load generator may have been the limit.")
             if (r.get("cpu0_busy_util") or 0) > (r.get("server_cpu_util") or 0) + 0.15:
                 print(f"Note: /proc/stat shows CPU {SERVER_CPU} busier than {r['server']} alone (other processes, or "
@@ -299,8 +311,8 @@ def fanout_table(args, rows):
 def run_saturation(args, logdir):
     rows = []
     senders = args.sat_rooms * args.sat_members
-    extra = ["--mode", "closed", "--rooms", args.sat_rooms, "--members", args.sat_members, "--window", args.sat_window,
-             "--body-size", args.body_size, "--duration", args.sat_seconds, "--warmup", args.warmup,
+    extra = ["--chat", args.sat_rooms, "--members", args.sat_members, "-p", args.sat_window,
+             "-s", args.body_size, "--duration", args.sat_seconds, "--warmup", args.warmup,
              "--connect-timeout", args.connect_timeout]
     servers = [tongdao_server(args, d) for d in ("full", "normal")]
     if "socketio" in args.servers:
@@ -366,7 +378,7 @@ def saturation_table(args, rows):
     print(f"\n## Saturation: {senders} senders ({args.sat_rooms} rooms x {args.sat_members}) in closed loop, "
           f"{args.sat_window} send(s) in flight each, ~{args.body_size} B bodies ({args.sat_seconds:g} s measured)\n")
     print("| server | stored msgs/s | vs SQLite alone | deliveries/s | mean batch | commits/s | server CPU "
-          "| CPU µs / stored msg | ack p50 ms | ack p99 ms | chat_load CPU | errors |")
+          "| CPU µs / stored msg | ack p50 ms | ack p99 ms | load generator CPU | errors |")
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     yard = {}
     for r in rows:
@@ -403,23 +415,25 @@ def saturation_table(args, rows):
 # --- idle memory -----------------------------------------------------------------------------
 
 def hold_idle(args, server, users, extra):
-    """Opens `users` idle connections with chat_load processes (at most 15,000 each), waits one
+    """Opens `users` idle connections with tongdao bench processes (at most 15,000 each), waits one
     second after the last is set up, and returns (opened, errors, RSS after in KiB)."""
     procs, opened, errors = [], 0, 0
     try:
         left, k = users, 0
         while left > 0:
-            n = min(left, MAX_CONNS_PER_LOADGEN)
-            cmd = chat_load_cmd(args, server, ["--mode", "idle", "--connections", n, "--rooms", 1,
-                                               "--name-prefix", f"idle{k}", "--room-prefix", "idle", "--connect-timeout", args.connect_timeout,
-                                               "--hold-max", args.connect_timeout + 120] + extra)
+            n = min(left, MAX_CONNS_PER_BENCH)
+            hold = ["--idle", "-c", n, "--connect-timeout", args.connect_timeout, "--hold-max", args.connect_timeout + 120]
+            if server.proto != "ws":  # a chat user: hello, then join the one room
+                hold += ["--chat", 1, "--name-prefix", f"idle{k}", "--room-prefix", "idle"]
+            cmd = bench_cmd(args, server.proto, [server.port], hold + extra)
             procs.append(ec.spawn(cmd, LOADGEN_CPU, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=server.log))
             left -= n
             k += 1
         for p in procs:
             line = ec.LineReader(p.stdout).readline(time.monotonic() + args.connect_timeout + 60)
+            # "# open N errors E", the echo engine's with " deflate D" after it
             if not line or not line.startswith("# open "):
-                raise BenchError("chat_load did not open the connections")
+                raise BenchError("tongdao bench did not open the connections")
             opened += int(line.split()[2])
             errors += int(line.split()[4])
         time.sleep(1.0)  # let the server finish its per-connection work before sampling
@@ -449,12 +463,15 @@ def run_idle(args, logdir):
             # A short warm-up first (a few connections, a few messages where there are any), so
             # one-time costs (JIT, lazily made pools, the first room) are not charged to the users.
             if proto == "ws":
-                warm = ["--mode", "idle", "--connections", 8, "--rooms", 1, "--name-prefix", "warm", "--hold-max", 0.5]
-                p = ec.spawn(chat_load_cmd(args, server, warm), LOADGEN_CPU, stderr=server.log)
+                # Held for --hold-max: the echo engine's --idle ends when its standard input
+                # closes, so it gets a pipe that stays open.
+                warm = ["--idle", "-c", 8, "--hold-max", 0.5, "--connect-timeout", args.connect_timeout]
+                p = ec.spawn(bench_cmd(args, proto, [server.port], warm), LOADGEN_CPU, stdin=subprocess.PIPE,
+                             stderr=server.log)
             else:
-                warm = ["--mode", "fanout", "--rooms", 1, "--members", 8, "--rate", 10, "--duration", 0.5,
-                        "--warmup", 0.2, "--name-prefix", "warm"]
-                p = ec.spawn(chat_load_cmd(args, server, warm), LOADGEN_CPU, stderr=server.log)
+                warm = ["--chat", 1, "--members", 8, "--rate", 10, "--duration", 0.5, "--warmup", 0.2,
+                        "--name-prefix", "warm", "--connect-timeout", args.connect_timeout]
+                p = ec.spawn(bench_cmd(args, proto, [server.port], warm), LOADGEN_CPU, stderr=server.log)
             try:
                 p.wait(timeout=60)
             finally:
@@ -507,8 +524,8 @@ def run_storm(args, logdir):
     row = {"clients": rooms * members, "rooms": rooms, "behind": args.behind}
     print(f"storm: {rooms * members} clients, {args.behind} messages behind, {rooms} rooms ...", file=sys.stderr,
           flush=True)
-    extra = ["--mode", "storm", "--rooms", rooms, "--members", members, "--behind", args.behind, "--go-on-stdin",
-             "--body-size", args.body_size, "--storm-timeout", args.storm_timeout, "--name-prefix", "storm",
+    extra = ["--chat", rooms, "--members", members, "--storm", args.behind, "--go-on-stdin",
+             "-s", args.body_size, "--storm-timeout", args.storm_timeout, "--name-prefix", "storm",
              "--connect-timeout", args.connect_timeout]
     state = {}
 
@@ -544,7 +561,7 @@ def storm_table(args, r):
     L = r["load"]
     cu = L.get("catch_up_us", {})
     print("| clients caught up | time to all caught up | per client p50 / p99 | deliveries | deliveries/s "
-          "| server CPU | chat_load CPU | RSS before | peak RSS (VmHWM) | order errors | gaps | errors |")
+          "| server CPU | load generator CPU | RSS before | peak RSS (VmHWM) | order errors | gaps | errors |")
     print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     secs = L["storm_seconds"]
     print(f"| {L['caught_up']} of {L['storm_clients']} | {secs:.2f} s | {cu.get('p50', 0) / 1e6:.2f} / "
@@ -724,7 +741,7 @@ class Sample:
 
 
 def run_redis_case(args, kind, rate, logdir):
-    """3 nodes of one kind on one redis-server, chat_load over all of them; returns one row."""
+    """3 nodes of one kind on one redis-server, tongdao bench over all of them; returns one row."""
     row = {"server": kind, "rate": rate, "nodes": args.nodes, "rooms": args.rooms, "members": args.members}
     redis = RedisServer(f"redis-{kind}")
     make = tongdao_redis_node if kind == "tongdao" else socketio_redis_node
@@ -735,12 +752,11 @@ def run_redis_case(args, kind, rate, logdir):
             n = make(args, k, redis)
             nodes.append(n)
             n.start(logdir)
-        extra = ["--mode", "fanout", "--rooms", args.rooms, "--members", args.members, "--rate", rate,
-                 "--body-size", args.body_size, "--duration", args.seconds, "--warmup", args.warmup,
+        extra = ["--chat", args.rooms, "--members", args.members, "--rate", rate,
+                 "-s", args.body_size, "--duration", args.seconds, "--warmup", args.warmup,
                  "--drain", args.drain, "--name-prefix", f"rd{int(time.time()) % 100000}",
                  "--connect-timeout", args.connect_timeout]
-        cmd = [args.bin_dir / "chat_load", "--proto", nodes[0].proto, "--host", "127.0.0.1",
-               "--port", ",".join(str(n.port) for n in nodes), "--source-ips", SOURCE_IPS, "--json"] + extra
+        cmd = bench_cmd(args, nodes[0].proto, [n.port for n in nodes], extra)
         p = ec.spawn(cmd, LOADGEN_CPU, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=nodes[0].log)
         s0 = s1 = res = monitor = None
         mon, mon_secs = {}, 0
@@ -854,11 +870,11 @@ def redis_table(args, rows):
     print(f"\n## Several nodes through Redis: {args.nodes} nodes of each server on one redis-server of their own, "
           f"{args.rooms} rooms x {args.members} members spread over the nodes round-robin, ~{args.body_size} B bodies "
           f"({args.seconds:g} s measured after {args.warmup:g} s warm-up, then {args.drain:g} s of drain; every node "
-          f"and redis-server pinned to CPU {SERVER_CPU}, chat_load on CPU {LOADGEN_CPU})\n")
+          f"and redis-server pinned to CPU {SERVER_CPU}, load generator (tongdao bench) on CPU {LOADGEN_CPU})\n")
     print("| server | msgs/s/member | sends/s | deliveries/s | cross-node deliveries/s | window sends delivered "
           "| cross-node p50 / p99 ms | all p99 ms | server CPU (sum of nodes) | cross-node deliveries / server CPU s "
           "| Redis CPU | Redis CPU µs / send | Redis commands / send | cross-node deliveries / CPU s, Redis included "
-          "| chat_load CPU | CPU 0 busy | errors |")
+          "| load generator CPU | CPU 0 busy | errors |")
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     name = {"tongdao": "tongdao (Redis engine)", "socketio": "Socket.IO + @socket.io/redis-adapter"}
     for r in rows:
@@ -907,7 +923,7 @@ def redis_table(args, rows):
             if r is None:
                 continue
             L = r["load"]
-            # A few are the sends still in flight when chat_load stops.
+            # A few are the sends still in flight when tongdao bench stops.
             if L.get("unacked", 0) > max(5, 0.01 * L["sends"]):
                 print(f"\nNote: {r['server']}: {L['unacked']:,} sends (warm-up, window and drain) were never answered: "
                       "no ack, no refusal, by the end of the run.")
@@ -921,7 +937,7 @@ def redis_table(args, rows):
                 print(f"\nNote: CPU {SERVER_CPU} was {r['cpu0_busy_util']:.0%} busy with {r['server']}'s nodes, Redis and the "
                       "kernel's loopback work: saturated, the figures are those of an overloaded server.")
             if r["loadgen_cpu_util"] > 0.85:
-                print(f"\nNote: chat_load used {r['loadgen_cpu_util']:.0%} of CPU {LOADGEN_CPU} against {r['server']}.")
+                print(f"\nNote: tongdao bench used {r['loadgen_cpu_util']:.0%} of CPU {LOADGEN_CPU} against {r['server']}.")
         if not t or not s:
             continue
         ratio = lambda a, b: a / b if a is not None and b else None
@@ -993,13 +1009,13 @@ def parse_args():
 def main():
     args = parse_args()
     if os.cpu_count() < 2:
-        sys.exit("chat_compare: needs two CPUs (servers on CPU 0, chat_load on CPU 1)")
-    need = [args.bin_dir / "chat_load"]
+        sys.exit("chat_compare: needs two CPUs (servers on CPU 0, tongdao bench on CPU 1)")
+    need = [args.bin_dir / "tongdao"]
     if "tongdao" in args.servers:
         need.append(args.bin_dir / "tongdao-server")
     for exe in need:
         if not exe.exists():
-            sys.exit(f"chat_compare: {exe} not found: build it first (cmake --build build/release), or pass --bin-dir")
+            sys.exit(f"chat_compare: {exe} not found: run `make build` first (or pass --bin-dir)")
     if "socketio" in args.servers and not (REPO / "node_modules" / "socket.io").is_dir():
         sys.exit("chat_compare: node_modules/socket.io missing: run `npm ci` (or scripts/install-deps.sh)")
     if "redis" in args.modes:

@@ -7,7 +7,7 @@
 // do with one UPDATE of rooms.seq per room touched. One prepared statement, one thread: the plain
 // fast use of the SQLite C API, with nothing of a server around it. Rows come from --senders
 // users posting in turn to --rooms rooms (sender i to room i % rooms), with a body of
-// --body-size bytes of JSON, as chat_load sends them.
+// --body-size bytes of JSON, as `tongdao bench --chat` sends them.
 //
 //   sqlite_batch --db PATH [--rows 200000] [--batch 100] [--synchronous full|normal] [--body-size 100]
 //                [--rooms 100] [--senders 1000] [--seconds 10]
@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
     while (done < rows && now() < deadline) {
         exec(db, "BEGIN");
         for (std::size_t k = 0; k < batch && done < rows; ++k, ++done) {
-            // Sender i of --senders posts to room i % rooms, as chat_load's members do.
+            // Sender i of --senders posts to room i % rooms, as the members of `tongdao bench --chat` do.
             const std::size_t sender = done % senders, r = sender % rooms;
             std::snprintf(user, sizeof user, "bench-m%zu", sender);
             std::snprintf(cid, sizeof cid, "bench-m%zu-%zu", sender, done / senders);
