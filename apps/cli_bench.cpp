@@ -126,7 +126,8 @@ void addBench(CLI::App& app, BenchArgs& args, const std::function<void()>& selec
                   "ws:// or wss:// URL (an echo endpoint, or with --chat the chat one); several URLs\n"
                   "spread the connections over them")
         ->required()
-        ->expected(1, 255);
+        ->expected(1, CLI::detail::expected_max_vector_size)
+        ->type_name("URL…");
     c->add_option("-c,--connections", args.connections, "connections (with --chat: members, spread over the rooms)")
         ->check(CLI::Range(1, 1'000'000))
         ->capture_default_str();
@@ -134,7 +135,8 @@ void addBench(CLI::App& app, BenchArgs& args, const std::function<void()>& selec
         ->check(CLI::Range(0.0, 1e6))
         ->capture_default_str();
     c->add_option("-p,--pipeline", args.pipeline,
-                  "messages in flight per connection: kept full in a closed loop, at most this many with --rate")
+                  "messages in flight per connection: kept full in a closed loop, at most this many with --rate\n"
+                  "(echo; a chat fan-out with --rate never waits for acks)")
         ->check(CLI::Range(1, 1024))
         ->capture_default_str();
     c->add_option("-s,--size", args.size, "message size in bytes (with --chat: the body's; default 20, --chat 100)");
@@ -218,6 +220,7 @@ void addBench(CLI::App& app, BenchArgs& args, const std::function<void()>& selec
 
 int runBench(const BenchArgs& args) {
     try {
+        if (args.urls.size() > 255) throw bench::Fatal("at most 255 URLs");
         return args.chatRooms > 0 ? runChatBench(args) : runEchoBench(args);
     } catch (const bench::Fatal& e) {
         std::fprintf(stderr, "tongdao bench: %s\n", e.what());

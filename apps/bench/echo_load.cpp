@@ -854,9 +854,11 @@ void Loadgen::onReadable(Conn& c) {
         } else if (opt_.raw) {
             // The raw peer returns our frame bytes as they are: count whole frames (before any is sent, none).
             const std::size_t flen = c.script ? c.script->start[1] : 0;
+            now_.rxWire += n;
             c.rawHave += n;
             const std::uint64_t k = flen == 0 ? 0 : c.rawHave / flen;
             c.rawHave = flen == 0 ? 0 : c.rawHave % flen;
+            now_.rxPayload += k * opt_.size;
             if (k > 0) onReplies(c, k);
         } else {
             consume(c, rbuf_.data(), n);
@@ -1034,6 +1036,7 @@ int Loadgen::run() {
     std::uint64_t phaseEnd = connectDeadline;
     if (opt_.rampUp > 0 && !opt_.idle) startTraffic(startNs_);  // each connection starts sending once open
     std::array<epoll_event, 1024> events{};
+    bool stdinClosed = false;
     // Bounded: every phase has a deadline, and the loop turns at least every 100 ms.
     for (long turn = 0; turn < 2'000'000'000L && phase_ != Phase::done; ++turn) {
         std::uint64_t now = nowNs();
@@ -1054,11 +1057,14 @@ int Loadgen::run() {
                 tick(nowNs());
                 continue;
             }
-            if (tok == kSignalToken || tok == kStdinToken) {
-                if (tok == kStdinToken) {
-                    char b[256];
-                    if (read(STDIN_FILENO, b, sizeof b) > 0) continue;  // input is ignored; EOF ends the hold
-                }
+            if (tok == kStdinToken) {
+                char b[256];
+                if (read(STDIN_FILENO, b, sizeof b) > 0) continue;  // input is ignored; EOF ends the hold
+                watch(ep_, EPOLL_CTL_DEL, STDIN_FILENO, 0, 0);
+                stdinClosed = true;  // while opening: the opening goes on, the hold ends at once
+                continue;
+            }
+            if (tok == kSignalToken) {
                 stop = true;
                 continue;
             }
@@ -1085,7 +1091,7 @@ int Loadgen::run() {
             }
             if (opt_.idle) {
                 phase_ = Phase::hold;
-                phaseEnd = now + secsNs(opt_.holdMax);
+                phaseEnd = stdinClosed ? now : now + secsNs(opt_.holdMax);
             } else {
                 phase_ = Phase::warmup;
                 phaseEnd = now + secsNs(opt_.warmup);
@@ -1093,6 +1099,7 @@ int Loadgen::run() {
             }
             continue;
         }
+        if (stdinClosed && phase_ == Phase::hold) stop = true;
         if (stop || now >= phaseEnd) {
             if (phase_ == Phase::warmup && !stop) {
                 // The measured window starts here: a driver reads the server's CPU time on this line.

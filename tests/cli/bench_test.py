@@ -240,6 +240,14 @@ def main():
 
         checks.run("several URLs share the connections", several_urls, needs_websockets=True)
 
+        def idle():
+            # Standard input closes at once: the connections still open, then the hold ends.
+            r = bench(cli, echo_url, "--idle", "-c", "5", "--phases", "--no-progress")
+            expect(r.status == 0 and r.lines[:1] == ["# open 5 errors 0 deflate 0"], "--idle opens every connection", r)
+            expect("5 of 5 connections open, 0 errors" in r.stdout, "--idle: the connections counted", r)
+
+        checks.run("--idle holds until standard input closes", idle)
+
         def node_ws():
             if not opts.node:
                 print("  (no node: the Node ws check is skipped)")
