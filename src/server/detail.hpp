@@ -2,6 +2,7 @@
 // The server's private state: endpoints, per-loop context (topics, handles, counters).
 
 #include "slab_pool.hpp"
+#include "tongdao/net/address.hpp"
 #include "tongdao/net/loop.hpp"
 #include "tongdao/net/socket.hpp"
 #include "tongdao/net/tls.hpp"
@@ -75,7 +76,7 @@ struct StringHash {
 
 /** Everything one loop owns. Touched only on that loop's thread, but for the counters. */
 struct LoopContext {
-    explicit LoopContext(Server::Impl& s, std::size_t index) : loop(index), server(s) { loop.setOwner(this); }
+    LoopContext(Server::Impl& s, std::size_t index);
 
     SlabPool webSockets{sizeof(WebSocket)}; ///< before the loop: it outlives the sockets the loop deletes
     net::Loop loop;
@@ -100,6 +101,8 @@ struct LoopContext {
     std::size_t openWebSockets = 0;
 
     std::vector<HttpSession*> sessions; ///< connections still speaking HTTP
+    /** Peers whose X-Forwarded-For is believed (Server::setTrustedProxies swaps it on the loop). */
+    std::shared_ptr<const net::IpRanges> trustedProxies;
     bool shuttingDown = false;
     std::uint32_t shutdownDeadline = 0;
 
@@ -143,6 +146,12 @@ struct PendingHttp {
         state.store(s, std::memory_order_release);
     }
 };
+
+/**
+ * How a log line names the other end: "ip:port" of the peer, or "client (via ip:port)"
+ * when a trusted proxy forwarded the client's address.
+ */
+std::string describePeer(std::string_view client, std::string peer);
 
 /** The methods a route can have; HEAD is answered by GET. Bit i of a mask is `httpMethods[i]`. */
 inline constexpr std::string_view httpMethods[] = {"GET", "POST", "PUT", "DELETE", "PATCH"};

@@ -259,7 +259,7 @@ void HttpSession::dispatch() {
     case Target::Kind::file: {
         const auto& [prefix, root] = ctx_.server.staticDirs[target_.staticDir];
         HttpResponse res;
-        serveFile(prefix, root, HttpRequest(req, remoteAddress(), body_), res);
+        serveFile(prefix, root, HttpRequest(req, remoteAddress(), body_, clientAddress()), res);
         finish(std::move(res));
         break;
     }
@@ -278,7 +278,7 @@ void HttpSession::callHandler(const http::Request& req) {
     const auto& pattern = target_.match.route->pattern;
     const auto path = req.path();
     try {
-        (*target_.match.handler)(HttpRequest(req, remoteAddress(), body_), HttpResponder(pending));
+        (*target_.match.handler)(HttpRequest(req, remoteAddress(), body_, clientAddress()), HttpResponder(pending));
     } catch (const std::exception& e) {
         log(LogLevel::error, "http %.*s (%s): handler threw: %s", static_cast<int>(path.size()), path.data(),
             pattern.c_str(), e.what());
@@ -309,7 +309,7 @@ void HttpSession::answerHttp(HttpResponse response) {
 }
 
 void HttpSession::giveUpHandler() {
-    log(LogLevel::warn, "http %s: handler did not answer within %u s: 503", remoteAddress().c_str(),
+    log(LogLevel::warn, "http %s: handler did not answer within %u s: 503", describe().c_str(),
         static_cast<unsigned>(ctx_.server.options.handshakeTimeout));
     answer_->end(PendingHttp::State::aborted); // a later answer does nothing
     answer_.reset();
@@ -347,7 +347,7 @@ void HttpSession::finish(HttpResponse res) {
 }
 
 void HttpSession::fail(int status, std::string_view reason) {
-    log(LogLevel::debug, "http %s: %d: %.*s", remoteAddress().c_str(), status, static_cast<int>(reason.size()),
+    log(LogLevel::debug, "http %s: %d: %.*s", describe().c_str(), status, static_cast<int>(reason.size()),
         reason.data());
     inBody_ = false;
     respond(protocol::rejectResponse(status, reason), true);

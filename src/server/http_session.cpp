@@ -1,5 +1,6 @@
 #include "http_session.hpp"
 
+#include "forwarded.hpp"
 #include "tongdao/log.hpp"
 #include "tongdao/protocol/handshake.hpp"
 
@@ -95,6 +96,7 @@ void HttpSession::process() {
         in_.resize(in_.size() - used);
         if (st == http::ParseStatus::needMore) break;
         if (st == http::ParseStatus::failed) {
+            client_.clear(); // no request: nothing forwarded to believe
             refuse(parser_->error());
             break;
         }
@@ -113,8 +115,25 @@ std::unique_ptr<http::HeadParser> HttpSession::newParser() const {
         http::Limits{ctx_.server.options.maxHeaderBytes, ctx_.server.options.maxHeaders});
 }
 
+void HttpSession::findClient(const http::Request& req) {
+    // Per request: a proxy may send several clients' requests on one kept-alive connection.
+    client_.clear();
+    const auto& trusted = *ctx_.trustedProxies;
+    if (trusted.empty()) return; // the default: no getpeername, nothing believed
+    const auto peer = net::peerIpAddress(fd());
+    if (!peer) return;
+    if (const auto client = forwardedClient(*peer, trusted, req.headers)) client_ = client->toString();
+}
+
+std::string HttpSession::clientAddress() const {
+    if (!client_.empty()) return client_;
+    const auto peer = net::peerIpAddress(fd());
+    return peer ? peer->toString() : std::string();
+}
+
 void HttpSession::handle(const http::Request& req) {
     auto& server = ctx_.server;
+    findClient(req);
     headOnly_ = req.method == "HEAD";
     persist_ = keepAlive(req);
     // RFC 9112 §6.3: without Transfer-Encoding, Content-Length frames the body; a server
@@ -161,7 +180,8 @@ void HttpSession::upgrade(const http::Request& req, Route& route) {
     if (!route.behavior.upgrade) return acceptUpgrade({});
 
     auto pending = pending_; // the handler may answer (and end this upgrade) synchronously
-    UpgradeRequest request(req, std::vector<std::string_view>(offered_.begin(), offered_.end()), remoteAddress());
+    UpgradeRequest request(req, std::vector<std::string_view>(offered_.begin(), offered_.end()), remoteAddress(),
+                           clientAddress());
     // Made before the try: a throwing handler gets 500, not the 503 of a response dropped unanswered.
     UpgradeResponse response(pending);
     try {
@@ -184,7 +204,7 @@ void HttpSession::acceptUpgrade(std::string_view protocol) {
         return rejectUpgrade(500, "server chose a sub-protocol that was not offered");
     }
     auto& p = *pending_;
-    WebSocket::Init init{&ctx_, route_, std::string(protocol), p.userData, p.destroyUserData, nullptr};
+    WebSocket::Init init{&ctx_, route_, std::string(protocol), p.userData, p.destroyUserData, nullptr, client_};
     std::string extensions;
     if (!route_->deflate.empty() && !extensionOffers_.empty()) {
         auto agreed = protocol::negotiateExtensions(extensionOffers_, {route_->deflate[ctx_.loop.index()]});
@@ -236,14 +256,14 @@ void HttpSession::completeUpgrade() {
 void HttpSession::refuse(std::error_code ec) {
     inBody_ = false;
     ctx_.stats.handshakeFailures[failureSlot(ec)].add();
-    log(LogLevel::debug, "http %s: refused: %s", remoteAddress().c_str(), ec.message().c_str());
+    log(LogLevel::debug, "http %s: refused: %s", describe().c_str(), ec.message().c_str());
     respond(protocol::rejectResponse(ec), true);
 }
 
 void HttpSession::refuse(int status, std::string_view reason, int slot, http::HeaderFields extra) {
     inBody_ = false;
     ctx_.stats.handshakeFailures[slot].add();
-    log(LogLevel::debug, "http %s: refused %d: %.*s", remoteAddress().c_str(), status, static_cast<int>(reason.size()),
+    log(LogLevel::debug, "http %s: refused %d: %.*s", describe().c_str(), status, static_cast<int>(reason.size()),
         reason.data());
     respond(protocol::rejectResponse(status, reason, extra), true);
 }
@@ -274,6 +294,7 @@ void HttpSession::flush() {
     out_.clear();
     outSent_ = 0;
     if (init_) return completeUpgrade();
+    client_.clear(); // answered: what the connection logs next is not that client's
     if (closeAfterWrite_ && peerDone_) return abort();
     if (closeAfterWrite_) {
         // Close after the response: FIN now, then wait (bounded) for the client's FIN, so
@@ -302,7 +323,7 @@ void HttpSession::onEof() {
 }
 
 void HttpSession::onError(std::error_code ec) {
-    log(LogLevel::debug, "http %s: %s", remoteAddress().c_str(), ec.message().c_str());
+    log(LogLevel::debug, "http %s: %s", describe().c_str(), ec.message().c_str());
     abort();
 }
 

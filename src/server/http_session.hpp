@@ -56,6 +56,12 @@ private:
     void flush();
     void completeUpgrade();
     void leave() noexcept;
+    /** Sets `client_` for `req`: the address a trusted proxy forwarded, if any. */
+    void findClient(const protocol::http::Request& req);
+    /** The client's IP for handlers: `client_`, or the peer's. */
+    std::string clientAddress() const;
+    /** The other end in a log line: "ip:port", or "client (via ip:port)" behind a trusted proxy. */
+    std::string describe() const { return describePeer(client_, remoteAddress()); }
 
     LoopContext& ctx_;
     std::unique_ptr<protocol::http::HeadParser> newParser() const;
@@ -73,6 +79,7 @@ private:
     // The HTTP request being handled. Its head parser stays until the next head completes:
     // the request's views point into it, and a handler answering at once may still read them.
     std::unique_ptr<protocol::http::HeadParser> request_;
+    std::string client_;         ///< the request's client as a trusted proxy forwarded it; empty for none
     std::string body_;
     std::size_t bodyLeft_ = 0;   ///< body bytes still to come
     bool inBody_ = false;        ///< reading the body

@@ -66,6 +66,18 @@ std::string_view UpgradeRequest::queryParam(std::string_view name) const noexcep
 
 namespace detail {
 
+LoopContext::LoopContext(Server::Impl& s, std::size_t index)
+    : loop(index), server(s), trustedProxies(std::make_shared<const net::IpRanges>(s.options.trustedProxies)) {
+    loop.setOwner(this);
+}
+
+std::string describePeer(std::string_view client, std::string peer) {
+    if (client.empty()) return peer;
+    std::string out(client);
+    if (!peer.empty()) out += " (via " + peer + ")";
+    return out;
+}
+
 // --- counters -------------------------------------------------------------------------
 
 const char* LoopStats::failureName(int slot) noexcept {
@@ -241,6 +253,16 @@ std::uint16_t Server::tlsPort() const noexcept { return impl_->tlsPort; }
 void Server::reloadTls() {
     if (!impl_->tls) throw std::logic_error("tongdao::Server: TLS is not configured");
     impl_->tls->reload();
+}
+
+void Server::setTrustedProxies(net::IpRanges ranges) {
+    auto shared = std::make_shared<const net::IpRanges>(std::move(ranges));
+    if (impl_->loops.empty()) {
+        impl_->options.trustedProxies = *shared; // the loops, made by listen(), start with it
+        return;
+    }
+    // Each loop in its own turn: the sessions read it there, without a lock.
+    for (auto& ctx : impl_->loops) ctx->loop.post([c = ctx.get(), shared] { c->trustedProxies = shared; });
 }
 
 void Server::listen() {

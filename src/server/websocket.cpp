@@ -33,7 +33,7 @@ struct WebSocket::Events : protocol::EventHandler {
         // The engine echoed it; the close handler runs when the TCP connection ends.
     }
     void onError(std::error_code ec) {
-        log(LogLevel::debug, "ws %s: closing: %s", ws.remoteAddress().c_str(), ec.message().c_str());
+        log(LogLevel::debug, "ws %s: closing: %s", ws.describe().c_str(), ec.message().c_str());
     }
 };
 
@@ -68,7 +68,9 @@ WebSocketHandle WebSocket::handle() const noexcept {
 
 WebSocket::WebSocket(net::Loop& loop, int fd, Init init)
     : net::Socket(loop, fd), engine_(init.route->enginePerLoop[loop.index()], std::move(init.extension)), route_(init.route), userData_(init.userData), destroyUserData_(init.destroyUserData),
-      protocol_(init.protocol.empty() ? nullptr : std::make_unique<const std::string>(std::move(init.protocol))) {
+      details_(init.protocol.empty() && init.client.empty()
+                   ? nullptr
+                   : std::make_unique<const Details>(Details{std::move(init.protocol), std::move(init.client)})) {
     assert(init.ctx == ctx()); // found from the loop from now on
     std::uint32_t generation = 0;
     slot_ = ctx()->addSlot(this, generation);
@@ -124,13 +126,23 @@ void WebSocket::guarded(F&& f) {
     }
 }
 
+std::string WebSocket::getClientAddress() const {
+    if (details_ && !details_->client.empty()) return details_->client;
+    const auto peer = net::peerIpAddress(fd());
+    return peer ? peer->toString() : std::string();
+}
+
+std::string WebSocket::describe() const {
+    return detail::describePeer(details_ ? std::string_view(details_->client) : std::string_view(), remoteAddress());
+}
+
 bool WebSocket::checkUserType(const std::type_info& t) const noexcept {
     return !route_->userType || *route_->userType == t;
 }
 
 void WebSocket::failByApp(const char* what) {
     // A handler threw: the connection cannot be trusted to be in a sane state.
-    log(LogLevel::error, "ws %s on %s: handler threw: %s; closing with 1011", remoteAddress().c_str(),
+    log(LogLevel::error, "ws %s on %s: handler threw: %s; closing with 1011", describe().c_str(),
         route_->pattern.c_str(), what);
     appFailed_ = true;
     if (engine_.isOpen()) engine_.close(protocol::CloseCode::internalError, "internal error");
@@ -145,9 +157,9 @@ void WebSocket::finish(int code, std::string_view reason) {
         try {
             route_->behavior.close(*this, code, reason);
         } catch (const std::exception& e) {
-            log(LogLevel::error, "ws %s: close handler threw: %s", remoteAddress().c_str(), e.what());
+            log(LogLevel::error, "ws %s: close handler threw: %s", describe().c_str(), e.what());
         } catch (...) {
-            log(LogLevel::error, "ws %s: close handler threw", remoteAddress().c_str());
+            log(LogLevel::error, "ws %s: close handler threw", describe().c_str());
         }
     }
     net::Socket::close();
@@ -199,7 +211,7 @@ void WebSocket::onEof() {
 }
 
 void WebSocket::onError(std::error_code ec) {
-    log(LogLevel::debug, "ws %s: %s", remoteAddress().c_str(), ec.message().c_str());
+    log(LogLevel::debug, "ws %s: %s", describe().c_str(), ec.message().c_str());
     engine_.receiveEof();
     finish(protocol::CloseCode::abnormal, {});
 }
@@ -219,7 +231,7 @@ void WebSocket::onTimeout() {
         markDirty();
         return;
     }
-    log(LogLevel::debug, "ws %s: idle for %us, closing", remoteAddress().c_str(), b.idleTimeout);
+    log(LogLevel::debug, "ws %s: idle for %us, closing", describe().c_str(), b.idleTimeout);
     end(protocol::CloseCode::goingAway, "idle timeout");
 }
 
@@ -289,7 +301,7 @@ void WebSocket::flush() {
     if (engine_.bufferedAmount() != 0) {
         const auto n = write(engine_.pendingOutput());
         if (n < 0) {
-            log(LogLevel::debug, "ws %s: write: %s", remoteAddress().c_str(), lastError().message().c_str());
+            log(LogLevel::debug, "ws %s: write: %s", describe().c_str(), lastError().message().c_str());
             finish(protocol::CloseCode::abnormal, {});
             return;
         }

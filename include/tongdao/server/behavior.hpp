@@ -53,8 +53,9 @@ enum class SendStatus : std::uint8_t {
  */
 class UpgradeRequest {
 public:
-    UpgradeRequest(const protocol::http::Request& r, std::vector<std::string_view> protocols, std::string remote)
-        : request_(r), protocols_(std::move(protocols)), remote_(std::move(remote)) {}
+    UpgradeRequest(const protocol::http::Request& r, std::vector<std::string_view> protocols, std::string remote,
+                   std::string client = {})
+        : request_(r), protocols_(std::move(protocols)), remote_(std::move(remote)), client_(std::move(client)) {}
 
     std::string_view method() const noexcept { return request_.method; }
     std::string_view target() const noexcept { return request_.target; }
@@ -69,13 +70,19 @@ public:
     const protocol::http::HeaderList& headers() const noexcept { return request_.headers; }
     /** The sub-protocols the client offered, in its order of preference. */
     const std::vector<std::string_view>& protocols() const noexcept { return protocols_; }
-    /** "ip:port" of the peer. */
+    /** "ip:port" of the TCP peer: behind a proxy, the proxy's. */
     const std::string& remoteAddress() const noexcept { return remote_; }
+    /**
+     * The client's IP address, without a port: the one a trusted proxy forwarded
+     * (`ServerOptions::trustedProxies`), otherwise the peer's own. Empty if unknown.
+     */
+    const std::string& clientAddress() const noexcept { return client_; }
 
 private:
     const protocol::http::Request& request_;
     std::vector<std::string_view> protocols_;
     std::string remote_;
+    std::string client_;
 };
 
 /**

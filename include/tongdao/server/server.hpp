@@ -17,6 +17,7 @@
  * @endcode
  */
 
+#include "tongdao/net/address.hpp"
 #include "tongdao/net/tls.hpp"
 #include "tongdao/server/behavior.hpp"
 #include "tongdao/server/websocket.hpp"
@@ -46,6 +47,13 @@ struct ServerOptions {
     /** With certificates, a TLS listener serves wss:// on `tlsPort` beside the plain port. */
     net::TlsServerOptions tls = {};
     std::uint16_t tlsPort = 8443;        ///< 0 picks a free port; see `Server::tlsPort()`
+    /**
+     * The proxies in front of the server: a request whose TCP peer is in one of these ranges
+     * names its client in X-Forwarded-For or X-Real-IP (see `HttpRequest::clientAddress`).
+     * Empty (the default): no peer is, and the headers are ignored, so a client cannot pass
+     * itself off as another address by sending them. `Server::setTrustedProxies` changes it.
+     */
+    net::IpRanges trustedProxies = {};
 };
 
 namespace detail {
@@ -58,8 +66,9 @@ struct PendingHttp;
  */
 class HttpRequest {
 public:
-    HttpRequest(const protocol::http::Request& r, std::string remote, std::string_view body = {})
-        : request_(r), remote_(std::move(remote)), body_(body) {}
+    HttpRequest(const protocol::http::Request& r, std::string remote, std::string_view body = {},
+                std::string client = {})
+        : request_(r), remote_(std::move(remote)), client_(std::move(client)), body_(body) {}
     std::string_view method() const noexcept { return request_.method; }
     std::string_view target() const noexcept { return request_.target; }
     std::string_view path() const noexcept { return request_.path(); }
@@ -72,13 +81,20 @@ public:
         return request_.headers.find(name).value_or(std::string_view{});
     }
     const protocol::http::HeaderList& headers() const noexcept { return request_.headers; }
+    /** "ip:port" of the TCP peer: behind a proxy, the proxy's. */
     const std::string& remoteAddress() const noexcept { return remote_; }
+    /**
+     * The client's IP address, without a port: the one a trusted proxy forwarded
+     * (`ServerOptions::trustedProxies`), otherwise the peer's own. Empty if unknown.
+     */
+    const std::string& clientAddress() const noexcept { return client_; }
     /** The body: the Content-Length bytes that followed the head; empty without one (GET). */
     std::string_view body() const noexcept { return body_; }
 
 private:
     const protocol::http::Request& request_;
     std::string remote_;
+    std::string client_;
     std::string_view body_;
 };
 
@@ -215,6 +231,13 @@ public:
      * them; open ones keep theirs. Throws, keeping the old ones, if the files do not load.
      */
     void reloadTls();
+    /**
+     * Replaces `ServerOptions::trustedProxies`: requests read after it, on every loop, are
+     * judged by `ranges`; open WebSockets keep the client address they were opened with.
+     * Call before `listen()`, or after it from any thread: each loop then takes the new set
+     * in a turn of its own.
+     */
+    void setTrustedProxies(net::IpRanges ranges);
     unsigned threads() const noexcept;
 
     /** Runs the loops, the calling thread being loop 0, until shutdown completes. */

@@ -95,10 +95,21 @@ public:
      */
     bool publish(std::string_view topic, std::string_view message, MessageKind kind = MessageKind::text);
 
-    /** "ip:port" of the peer (asked of the kernel: empty once the connection is gone). */
+    /**
+     * "ip:port" of the TCP peer (asked of the kernel: empty once the connection is gone);
+     * behind a proxy, the proxy's.
+     */
     std::string getRemoteAddress() const { return remoteAddress(); }
+    /**
+     * The client's IP address, without a port: the one a trusted proxy forwarded in the
+     * upgrade request (`ServerOptions::trustedProxies`), otherwise the peer's own (then
+     * asked of the kernel: empty once the connection is gone).
+     */
+    std::string getClientAddress() const;
     /** The sub-protocol agreed on in the handshake, empty if none. */
-    std::string_view getProtocol() const noexcept { return protocol_ ? std::string_view(*protocol_) : std::string_view{}; }
+    std::string_view getProtocol() const noexcept {
+        return details_ ? std::string_view(details_->protocol) : std::string_view{};
+    }
 
     /**
      * The user data given to `UpgradeResponse::accept`, or default-constructed for the
@@ -124,6 +135,7 @@ public:
         void* userData;
         void (*destroyUserData)(void*);
         std::unique_ptr<protocol::Extension> extension;
+        std::string client; ///< the address a trusted proxy forwarded; empty for none
     };
     WebSocket(net::Loop& loop, int fd, Init init);
     ~WebSocket() override;
@@ -144,6 +156,11 @@ private:
     friend struct detail::Topic;
 
     using TopicList = std::vector<std::pair<detail::Topic*, std::uint32_t>>; ///< topic, our index in its list
+    /** What most connections do without: kept behind one pointer, made only when needed. */
+    struct Details {
+        std::string protocol; ///< the sub-protocol agreed on; empty for none
+        std::string client;   ///< the client's address a trusted proxy forwarded; empty for none
+    };
 
     detail::LoopContext* ctx() const noexcept { return static_cast<detail::LoopContext*>(loop().owner()); }
     void onData(protocol::MutableBytes data) override;
@@ -163,6 +180,8 @@ private:
     void finish(int code, std::string_view reason);
     void leave() noexcept;
     void failByApp(const char* what);
+    /** The other end in a log line: "ip:port", or "client (via ip:port)" behind a trusted proxy. */
+    std::string describe() const;
     bool checkUserType(const std::type_info& t) const noexcept;
     template <class F>
     void guarded(F&& f);
@@ -182,7 +201,7 @@ private:
     detail::Route* route_;
     void* userData_ = nullptr;
     void (*destroyUserData_)(void*) = nullptr;
-    std::unique_ptr<const std::string> protocol_; ///< only when one was agreed on
+    std::unique_ptr<const Details> details_;      ///< only with a sub-protocol or a forwarded address
     std::unique_ptr<TopicList> topics_;           ///< allocated on the first subscribe
 };
 
