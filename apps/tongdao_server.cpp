@@ -15,8 +15,10 @@
 
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace {
@@ -47,6 +49,22 @@ std::string defaultWebRoot() {
     return {};
 }
 
+/** A --trusted-proxy item: spaces around it are allowed ("10.0.0.0/8, ::1"). */
+std::optional<tongdao::net::IpRange> trustedProxy(std::string_view item, std::string& why) {
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    auto r = tongdao::net::IpRange::parse(item, &why);
+    if (!r) why = "'" + std::string(item) + "': " + why;
+    return r;
+}
+
+/** "127.0.0.1/32, ::1/128" for the log. */
+std::string rangesText(const tongdao::net::IpRanges& ranges) {
+    std::string out;
+    for (const auto& r : ranges) out += (out.empty() ? "" : ", ") + r.toString();
+    return out;
+}
+
 /** Everything the command line, the environment and the config file set. */
 struct Settings {
     tongdao::ServerOptions options;
@@ -55,7 +73,7 @@ struct Settings {
     std::uint32_t idleTimeout = 60;
     std::string deflate = "shared", durability = "full", logLevel = "info";
     std::string authSecretFile, apiKeyFile, webRoot, configFile;
-    std::vector<std::string> certs, keys;
+    std::vector<std::string> certs, keys, trustedProxies;
     tongdao::Compression compression = tongdao::Compression::shared;
 };
 
@@ -90,6 +108,15 @@ void define(CLI::App& app, Settings& st) {
     opt("--allowed-origin", chat.allowedOrigins, "browser Origin admitted (repeatable; none: any)");
     opt("--allowed-appid", chat.allowedAppids, "mini-program appid admitted by its Referer (repeatable)");
     opt("--api-key-file", st.apiKeyFile, "file holding the bearer key of the HTTP API (none: API off)");
+    opt("--trusted-proxy", st.trustedProxies, "proxy whose X-Forwarded-For names the client: address or CIDR (repeatable)")
+        ->type_name("CIDR")
+        ->delimiter(',')
+        ->check(CLI::Validator(
+            [](std::string& item) {
+                std::string why;
+                return trustedProxy(item, why) ? std::string() : why;
+            },
+            ""));
     opt("--max-body", chat.maxBody, "largest message body, in bytes of JSON");
     opt("--max-rooms-per-connection", chat.maxRoomsPerConnection, "rooms one connection may join");
     opt("--max-room-members", chat.maxRoomMembers, "member connections per room");
@@ -127,6 +154,12 @@ std::string load(int argc, char** argv, Settings& st, int& exitStatus, bool& pri
     exitStatus = 2;
     if (st.certs.size() != st.keys.size()) return "give one --tls-key for each --tls-cert";
     for (std::size_t i = 0; i < st.certs.size(); ++i) st.options.tls.certificates.push_back({st.certs[i], st.keys[i]});
+    for (const auto& item : st.trustedProxies) {
+        std::string why;
+        const auto range = trustedProxy(item, why); // checked by the option already
+        if (!range) return "--trusted-proxy: " + why;
+        st.options.trustedProxies.push_back(*range);
+    }
     st.compression = st.deflate == "off"      ? tongdao::Compression::off
                      : st.deflate == "shared" ? tongdao::Compression::shared
                                               : tongdao::Compression::dedicated;
@@ -235,6 +268,13 @@ int main(int argc, char** argv) {
                              error.empty() ? "see above" : error.c_str());
             } else {
                 tongdao::setLogLevel(*tongdao::parseLogLevel(next.logLevel));
+                if (next.options.trustedProxies != st.options.trustedProxies) {
+                    const auto text = rangesText(next.options.trustedProxies);
+                    tongdao::log(tongdao::LogLevel::info, "SIGHUP: trusted proxies now %s",
+                                 text.empty() ? "none" : text.c_str());
+                }
+                server.setTrustedProxies(next.options.trustedProxies);
+                st.options.trustedProxies = next.options.trustedProxies;
                 auto later = needRestart(st, next);
                 for (auto& name : service->reload(next.chat)) later.push_back(std::move(name));
                 std::string names;
@@ -262,6 +302,9 @@ int main(int argc, char** argv) {
         tongdao::log(tongdao::LogLevel::info, "chat data in %s (durability %s, %s)",
                      std::filesystem::absolute(chat.dataDir).c_str(), durability.c_str(), hello);
     if (!webRoot.empty()) tongdao::log(tongdao::LogLevel::info, "web page from %s on http://%s:%u/", webRoot.c_str(), h.c_str(), server.port());
+    if (!options.trustedProxies.empty())
+        tongdao::log(tongdao::LogLevel::info, "client addresses from X-Forwarded-For or X-Real-IP of %s",
+                     rangesText(options.trustedProxies).c_str());
     if (server.tlsPort())
         tongdao::log(tongdao::LogLevel::info, "and on %s:%u with TLS (wss://%s:%u/chat)", h.c_str(), server.tlsPort(),
                      h.c_str(), server.tlsPort());

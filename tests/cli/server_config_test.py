@@ -85,6 +85,14 @@ def main():
         refused(server, tmp, "allowed-origin = \"https://a\"\n", "'allowed-origin' is an array")
         refused(server, tmp, "allowed-origin = [1]\n", "bad.toml:1:19: the items of 'allowed-origin' are a string")
         refused(server, tmp, "deflate = \"maybe\"\n", "bad.toml:1:1: --deflate: maybe not in {off,shared,dedicated}")
+        refused(server, tmp, "trusted-proxy = [\"127.0.0.1\", \"10.0.0.1/8\"]\n",
+                "bad.toml:1:1: --trusted-proxy: '10.0.0.1/8': bits are set past the /8 prefix")
+        refused(server, tmp, "trusted-proxy = [\"::1/129\"]\n",
+                "bad.toml:1:1: --trusted-proxy: '::1/129': the prefix length of an IPv6 range is at most 128")
+        bad_cli = subprocess.run([server, "--anonymous", "--trusted-proxy", "127.0.0.1,nginx.local"], capture_output=True,
+                                 text=True, timeout=30)
+        check(bad_cli.returncode != 0 and "--trusted-proxy: 'nginx.local': not an IP address or CIDR range"
+              in bad_cli.stderr, "a bad --trusted-proxy on the command line is refused, named", bad_cli.stderr.strip())
         refused(server, tmp, "port =\n", "bad.toml:1:7:")
         refused(server, tmp, "[server]\nport = 1\n", "bad.toml:1:2: unknown key 'server'")
         missing = subprocess.run([server, "--config", os.path.join(tmp, "none.toml")], capture_output=True, text=True,
@@ -118,7 +126,8 @@ def main():
         try:
             up = health(hup_port)
             before = (upgrade_status(hup_port, "http://a.test"), upgrade_status(hup_port, "http://b.test"))
-            write(f'port = {hup_port + 1}\nanonymous = true\ndata-dir = "{tmp}/hup"\nallowed-origin = ["http://b.test"]\n')
+            write(f'port = {hup_port + 1}\nanonymous = true\ndata-dir = "{tmp}/hup"\nallowed-origin = ["http://b.test"]\n'
+                  f'trusted-proxy = ["127.0.0.1", "10.0.0.0/8"]\n')
             p.send_signal(signal.SIGHUP)
             time.sleep(0.8)
             after = (upgrade_status(hup_port, "http://a.test"), upgrade_status(hup_port, "http://b.test"))
@@ -133,6 +142,9 @@ def main():
         check(up and before == (101, 403) and after == (403, 101),
               "SIGHUP: the file's new allowed origins apply to new connections", f"before {before}, after {after}")
         check("restart is needed to change port" in log, "SIGHUP: a changed port is named as needing a restart", log[-600:])
+        check("SIGHUP: trusted proxies now 127.0.0.1/32, 10.0.0.0/8" in log and "trusted-proxy" not in
+              log.split("restart is needed to change", 1)[-1].splitlines()[0],
+              "SIGHUP: the trusted proxies are reloaded, not named as needing a restart", log[-600:])
         check(alive and kept == 101 and "settings not reloaded" in log and "hup.toml:1:1" in log,
               "SIGHUP: a broken file is refused with its line, the settings in force stay", log[-600:])
 

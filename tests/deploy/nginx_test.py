@@ -16,8 +16,11 @@ Referer) sends hello/join/send and gets its message event; a Python `websockets`
 from 127.0.0.2 (an address of its own) resumes the room, sends, and answers headless
 Chromium, which loads the page over https trusting the root (NSS database under its
 $HOME), chats, and gets the answer; the CLI replays the room. Then what each side logs as
-the client's address (DEPLOY.md: the server names nginx's address, never the client's;
-nginx's access log names the client), the metric tables of DEPLOY.md against /metrics,
+the client's address: nginx's access log names the client, and so does tongdao-server,
+started with --trusted-proxy 127.0.0.1, from X-Forwarded-For, with nginx's address beside
+it ("http 127.0.0.2 (via 127.0.0.1:PORT)"); an X-Forwarded-For the client forges is not
+believed, through nginx (the address nginx appends wins) or straight to the server (an
+untrusted peer's header is ignored). Then the metric tables of DEPLOY.md against /metrics,
 and the proxy timeouts against the server's idle timeout.
 
 usage: nginx_test.py --server PATH --cli PATH --web-root DIR [--artifacts DIR]
@@ -490,7 +493,7 @@ http {{
         server = Server(a.server, server_port, os.path.join(tmp, "data"), server_log, [
             "--anonymous", "--web-root", a.web_root, "--log-level", "debug",
             "--allowed-origin", page_origin, "--allowed-appid", APPID,
-            "--rate-limit", "1000", "--rate-burst", "1000"]).wait_healthy()
+            "--rate-limit", "1000", "--rate-burst", "1000", "--trusted-proxy", "127.0.0.1"]).wait_healthy()
         nginx = Nginx(nginx_bin, tmp, main_conf, https_port).start()
         print(f"tongdao-server pid {server.proc.pid} on 127.0.0.1:{server_port}; nginx pid {nginx.proc.pid} on "
               f"https {https_port}, http {http_port}; {tmp}", flush=True)
@@ -635,17 +638,33 @@ http {{
         checks.run("the CLI replays the room through nginx", cli_replay)
 
         # --- the client's address: what each side logs ------------------------------------------
-        async def refused_from_client_addr():
+        async def refused_from_client_addr(url, forged=None, **tls):
+            """The status of an upgrade from CLIENT_ADDR with an Origin not allowed (and, if
+            given, a forged X-Forwarded-For of its own)."""
+            headers = {"X-Forwarded-For": forged} if forged else None
             try:
-                ws = await websockets.connect(wss, ssl=ctx, server_hostname="localhost", origin="https://elsewhere.test",
-                                              local_addr=(CLIENT_ADDR, 0), open_timeout=10)
+                ws = await websockets.connect(url, origin="https://elsewhere.test", local_addr=(CLIENT_ADDR, 0),
+                                              extra_headers=headers, open_timeout=10, **tls)
             except websockets.exceptions.InvalidStatusCode as e:
                 return e.status_code
             await ws.close()
             return 101
 
+        def server_refusals(want, timeout=10):
+            """tongdao-server's "refused 403" lines, once there are `want` of them (bounded)."""
+            deadline = time.monotonic() + timeout
+            while True:
+                got = [l for l in server.output().splitlines() if "refused 403" in l]
+                if len(got) >= want or time.monotonic() > deadline:
+                    return got
+                time.sleep(0.1)
+
+        # --trusted-proxy 127.0.0.1: the client from X-Forwarded-For, nginx's address beside it.
+        via_nginx = rf"http {re.escape(CLIENT_ADDR)} \(via 127\.0\.0\.1:\d+\): refused 403"
+
         def addresses():
-            code = asyncio.run(refused_from_client_addr())
+            before = len(server_refusals(0))
+            code = asyncio.run(refused_from_client_addr(wss, ssl=ctx, server_hostname="localhost"))
             expect(code == 403, "an Origin not allowed is refused with 403 through nginx", code)
             deadline = time.monotonic() + 10
             while True:
@@ -654,22 +673,47 @@ http {{
                 ours = [l for l in lines if l.startswith(CLIENT_ADDR + " ")]
                 upgraded = [l for l in ours if '"GET /chat HTTP/1.1" 101 ' in l]
                 refused = [l for l in ours if '"GET /chat HTTP/1.1" 403 ' in l]
-                srv = server.output()
-                srv_refused = [l for l in srv.splitlines() if "refused 403" in l]
-                if (upgraded and refused and srv_refused) or time.monotonic() > deadline:
+                if (upgraded and refused) or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
             expect(upgraded, f"nginx's access log names {CLIENT_ADDR} for the WebSocket (101)", "\n".join(lines))
             expect(refused, f"nginx's access log names {CLIENT_ADDR} for the refused upgrade (403)", "\n".join(lines))
             expect(all(l.endswith(f"-> 127.0.0.1:{server_port}") for l in ours),
                    "each line ends with the upstream address", ours)
-            expect(srv_refused, "tongdao-server logs the refused upgrade at debug level", srv[-2000:])
-            expect(all(re.search(r"http 127\.0\.0\.1:\d+: refused 403", l) for l in srv_refused),
-                   "tongdao-server names nginx's address (127.0.0.1:port) as the peer", srv_refused)
-            expect(CLIENT_ADDR not in srv, f"tongdao-server's log never names the client's {CLIENT_ADDR} "
-                   "(it does not read X-Forwarded-For or X-Real-IP)", srv[-2000:])
+            srv_refused = server_refusals(before + 1)[before:]
+            expect(srv_refused, "tongdao-server logs the refused upgrade at debug level", server.output()[-2000:])
+            expect(len(srv_refused) == 1 and re.search(via_nginx, srv_refused[0]),
+                   f"tongdao-server names the client ({CLIENT_ADDR}) and nginx (via 127.0.0.1:port)", srv_refused)
             return f"nginx: {refused[0]!r}; tongdao-server: {srv_refused[0].split(' ', 2)[2]!r}"
-        checks.run("the client's address: in nginx's access log, not in tongdao-server's", addresses)
+        checks.run("the client's address: in nginx's access log and in tongdao-server's (via nginx)", addresses)
+
+        forged = "198.51.100.1"
+
+        def forged_through_nginx():
+            # nginx appends the client's address to what it sent: the server takes the
+            # rightmost address that is not a trusted proxy, never the client's own claim.
+            before = len(server_refusals(0))
+            code = asyncio.run(refused_from_client_addr(wss, forged, ssl=ctx, server_hostname="localhost"))
+            expect(code == 403, "the upgrade with a forged X-Forwarded-For is refused with 403 through nginx", code)
+            got = server_refusals(before + 1)[before:]
+            expect(len(got) == 1 and re.search(via_nginx, got[0]), f"logged as {CLIENT_ADDR} via nginx", got)
+            expect(forged not in server.output(), f"the forged {forged} is in no line of tongdao-server's log",
+                   server.output()[-2000:])
+            return got[0].split(" ", 2)[2]
+        checks.run("a forged X-Forwarded-For through nginx: the client's real address is logged", forged_through_nginx)
+
+        def forged_direct():
+            # Straight to the server from 127.0.0.2, not a trusted proxy: its header is ignored.
+            before = len(server_refusals(0))
+            code = asyncio.run(refused_from_client_addr(f"ws://127.0.0.1:{server_port}/chat", forged))
+            expect(code == 403, "the direct upgrade is refused with 403", code)
+            got = server_refusals(before + 1)[before:]
+            expect(len(got) == 1 and re.search(rf"http {re.escape(CLIENT_ADDR)}:\d+: refused 403", got[0]),
+                   f"logged as the peer {CLIENT_ADDR}:port, no via", got)
+            expect(forged not in server.output(), f"the forged {forged} is in no line of tongdao-server's log",
+                   server.output()[-2000:])
+            return got[0].split(" ", 2)[2]
+        checks.run("a forged X-Forwarded-For sent to the server directly (untrusted peer) is ignored", forged_direct)
 
         # --- the metrics DEPLOY.md lists ----------------------------------------------------
         def metrics():
