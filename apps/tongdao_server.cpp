@@ -126,6 +126,7 @@ void define(CLI::App& app, Settings& st) {
     opt("--retention-days", chat.retentionDays, "days stored events are kept (0: forever)");
     opt("--presence-grace", chat.presenceGrace, "seconds before a user's leave is announced");
     opt("--max-presence-events", chat.maxPresenceEvents, "presence events only in rooms with at most this many online");
+    opt("--room-idle-seconds", chat.roomIdleSeconds, "seconds a room without members here stays loaded (and subscribed)");
     opt("--web-root", st.webRoot, "directory served on / (default: the page installed beside the binary)");
 }
 
@@ -215,7 +216,9 @@ int main(int argc, char** argv) {
     const auto compression = st.compression;
     const auto maxPayload = st.maxPayload;
     const auto idleTimeout = st.idleTimeout;
-    auto& webRoot = st.webRoot;
+    // The default page's directory is found here, not written back: a reload compares with
+    // the settings as given.
+    const std::string webRoot = st.webRoot.empty() ? defaultWebRoot() : st.webRoot;
     const auto& durability = st.durability;
     tongdao::setLogLevel(*tongdao::parseLogLevel(st.logLevel));
 
@@ -243,7 +246,6 @@ int main(int argc, char** argv) {
         res.body = server.prometheusMetrics() + service->prometheusMetrics();
         res.setHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     });
-    if (webRoot.empty()) webRoot = defaultWebRoot();
     if (!webRoot.empty()) server.serveStatic("/", webRoot);
     try {
         server.listen(); // also loads the certificates

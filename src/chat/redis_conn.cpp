@@ -441,6 +441,7 @@ void RedisSubscriber::connect() {
             if (me2->reader_) redisReaderFree(me2->reader_);
             me2->reader_ = redisReaderCreate();
             me2->handshakeReplies_ = 0;
+            me2->unsubscribing_.clear(); // a new connection: nothing of the old one is answered
             for (const auto& c : handshakeCommands(me2->ep_, me2->name_, false)) {
                 std::vector<std::string_view> v(c.begin(), c.end());
                 me2->send(v);
@@ -518,6 +519,10 @@ void RedisSubscriber::handle(const redisReply* r) {
     } else if (kind == "ssubscribe" || kind == "subscribe") {
         if (channels_.contains(channel) && onSubscribed) onSubscribed(channel);
     } else if (kind == "sunsubscribe") {
+        if (const auto u = unsubscribing_.find(channel); u != unsubscribing_.end()) {
+            if (--u->second == 0) unsubscribing_.erase(u); // the answer to our own
+            return;
+        }
         // Not asked for while we still want it: the slot moved to another node.
         if (channels_.erase(channel) && onDropped) onDropped(channel);
     }
@@ -547,7 +552,9 @@ void RedisSubscriber::subscribe(const std::string& channel) {
 
 void RedisSubscriber::unsubscribe(const std::string& channel) {
     if (!channels_.erase(channel)) return;
-    if (ready_) send({"SUNSUBSCRIBE", channel});
+    if (!ready_) return;
+    ++unsubscribing_[channel];
+    send({"SUNSUBSCRIBE", channel});
 }
 
 // --- the router ---------------------------------------------------------------------------------

@@ -159,6 +159,9 @@ private:
     int backoffMs_ = 0;
     std::uint64_t gen_ = 0; ///< tells a stale socket's handlers from the current one's
     std::unordered_set<std::string> channels_;
+    /** SUNSUBSCRIBEs sent on this connection and not answered yet, by channel: their answers
+     *  are ours, not a slot that moved (even when the channel was wanted again since). */
+    std::unordered_map<std::string, std::uint32_t> unsubscribing_;
     std::size_t handshakeReplies_ = 0; ///< AUTH/CLIENT SETNAME replies still to skip
 };
 

@@ -175,11 +175,19 @@ void RedisStore::tick() {
         if (ec || closed_) return;
         const auto now = steadyMs();
         const bool check = ++ticks_ % 5 == 0;
-        for (auto& [room, f] : feeds_) {
-            if (!f->open && !f->waiters.empty() && now - f->openSince > openTimeoutMs) finishOpen(*f, StoreStatus::unavailable);
-            settleSyncs(*f, false); // those waiting too long go on with what is there
+        for (auto it = feeds_.begin(); it != feeds_.end();) {
+            Feed& f = *it->second;
+            if (!f.open && !f.waiters.empty() && now - f.openSince > openTimeoutMs) finishOpen(f, StoreStatus::unavailable);
+            settleSyncs(f, false); // those waiting too long go on with what is there
+            // Let go by the service and nothing in flight: its channel and its memory go.
+            if (f.released && f.waiters.empty() && f.mine.empty() && f.syncs.empty() && !f.opening && !f.filling) {
+                router_->unsubscribe(f.channel);
+                it = feeds_.erase(it);
+                continue;
+            }
             // The tail no channel message announced (the last one lost with a connection).
-            if (check && f->open) fill(*f);
+            if (check && f.open) fill(f);
+            ++it;
         }
         tick();
     });
@@ -224,6 +232,7 @@ void RedisStore::openRoom(std::string room, std::function<void(StoreStatus, Room
             slot->candidate = newEpoch();
         }
         Feed& f = *slot;
+        f.released = false;
         if (f.open) return done(StoreStatus::ok, RoomInfo{f.epoch, f.delivered});
         if (f.waiters.empty()) f.openSince = steadyMs();
         f.waiters.push_back(std::move(done));
@@ -739,6 +748,13 @@ void RedisStore::listRooms(std::uint32_t limit, std::function<void(StoreStatus, 
                 });
             }
         });
+    });
+}
+
+void RedisStore::releaseRoom(std::string room) {
+    if (closed_) return;
+    run([this, room = std::move(room)] {
+        if (Feed* f = feed(room)) f->released = true; // dropped by the next tick, once idle
     });
 }
 

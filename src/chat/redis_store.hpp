@@ -62,6 +62,7 @@ public:
     void presenceSet(std::string room, std::string user, std::string name, bool online) override;
     void presenceSync(std::string room, bool full, std::function<void(PresenceState)> done) override;
     void sync(std::string room, std::function<void()> done) override;
+    void releaseRoom(std::string room) override;
 
     /** Unread counts stop at this many events scanned (docs/SCALING.md). */
     static constexpr int unreadScanCap = 10000;
@@ -89,6 +90,7 @@ private:
         std::set<std::string> retired; ///< epochs of histories lost: their late events are ignored
         bool open = false, subscribed = false, opening = false, filling = false;
         bool reopening = false; ///< its data vanished: opened again, under a new epoch
+        bool released = false;  ///< the service let go of the room: unsubscribed and dropped once idle
         bool resyncing = false; ///< too far behind: opened again at the room's position
         std::uint64_t delivered = 0; ///< the latest seq handed on
         std::int64_t openSince = 0;

@@ -5,6 +5,7 @@
 
 #include "tongdao/log.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 namespace tongdao::chat {
@@ -237,6 +238,35 @@ void Service::Impl::presenceTick(Shard& sh) {
         }
         rit = room.pendingLeaves ? std::next(rit) : sh.roomsWithLeaves.erase(rit);
     }
+    releaseIdleRooms(sh);
+}
+
+void Service::Impl::releaseIdleRooms(Shard& sh) {
+    const auto now = sh.loop->now();
+    if (now < sh.nextRoomSweep) return;
+    const auto idleFor = sh.limits.roomIdleSeconds;
+    sh.nextRoomSweep = now + std::clamp<std::uint32_t>(idleFor / 4, 1, 10);
+    for (auto it = sh.rooms.begin(); it != sh.rooms.end();) {
+        Room& r = *it->second;
+        // Nothing holds it: no member, no leave to announce, nobody waiting for it to open, no
+        // presence refresh in flight (their answers find it by name; none holds a pointer).
+        const bool settled = r.state != Room::State::opening && r.waiting.empty() && r.members.empty() &&
+                             r.online.empty() && r.pendingLeaves == 0 && !r.presenceSyncing;
+        if (!settled) {
+            r.idleSince = 0;
+            ++it;
+            continue;
+        }
+        if (r.idleSince == 0) r.idleSince = now;
+        if (now - r.idleSince < idleFor) {
+            ++it;
+            continue;
+        }
+        sh.roomsWithLeaves.erase(&r);
+        store->releaseRoom(r.name);
+        metrics.rooms.fetch_sub(1, std::memory_order_relaxed);
+        it = sh.rooms.erase(it);
+    }
 }
 
 void Service::Impl::roomStored(Room& room, AppendResult result, std::uint32_t ackLoop,
@@ -326,6 +356,8 @@ void Service::Impl::remoteStored(AppendResult result) {
     const auto loop = roomLoop(result.room);
     onLoop(loop, [this, r = std::move(result)]() mutable {
         auto name = r.room;
+        // A room let go has no member here: its next opening reads the position from the store.
+        if (!here().rooms.contains(name)) return;
         withRoom(name, [this, r = std::move(r)](Room* room) mutable {
             if (room) roomStored(*room, std::move(r), 0, nullptr, 0);
         });

@@ -79,6 +79,7 @@ struct Room {
     std::unordered_map<std::string, std::int64_t> remoteGone; ///< user "\n" node -> steady ms it left
     std::uint32_t nextPresenceSync = 0; ///< loop time of the next presence refresh (several nodes)
     bool presenceSyncing = false;
+    std::uint32_t idleSince = 0; ///< loop time it was first seen with nothing going on; 0: in use
 };
 
 /** One connection's view of a room it joined. */
@@ -121,10 +122,11 @@ struct Limits {
     std::vector<std::string> allowedOrigins, allowedAppids;
     double rateLimit = 0, rateBurst = 0;
     std::uint32_t maxRoomsPerConnection = 0, maxRoomMembers = 0, presenceGrace = 0, maxPresenceEvents = 0;
+    std::uint32_t roomIdleSeconds = 0;
 
     static Limits of(const ChatOptions& o) {
         return {o.allowedOrigins, o.allowedAppids, o.rateLimit, o.rateBurst, o.maxRoomsPerConnection, o.maxRoomMembers,
-                o.presenceGrace, o.maxPresenceEvents};
+                o.presenceGrace, o.maxPresenceEvents, o.roomIdleSeconds};
     }
 };
 
@@ -138,6 +140,7 @@ struct Shard {
     std::unordered_map<std::string, LocalRoom> local;
     std::unordered_map<std::string, std::unique_ptr<Room>> rooms;
     std::unordered_set<Room*> roomsWithLeaves;
+    std::uint32_t nextRoomSweep = 0; ///< loop time of the next look for idle rooms
     std::deque<std::pair<std::uint32_t, SessionId>> helloDeadlines;
     std::priority_queue<std::pair<std::int64_t, SessionId>, std::vector<std::pair<std::int64_t, SessionId>>,
                         std::greater<>> tokenExpiries;
@@ -206,6 +209,9 @@ struct Service::Impl final : StoreListener {
     void roomRelay(Room& room, std::string event, SessionId except);
     void roomTyping(Room& room, SessionId sid, const std::string& user, const std::string& name, bool active);
     void presenceTick(Shard& sh);
+    /** Lets go of the rooms that had no member here for `roomIdleSeconds` (memory, and on
+     *  Redis their subscriptions, stay bounded by the rooms in use). */
+    void releaseIdleRooms(Shard& sh);
     /** A user came online in the room on this node, or went offline: the members (and the
      *  other nodes) are told, unless another node still has the user online. */
     void localPresence(Room& room, const std::string& user, const std::string& name, bool join);

@@ -155,6 +155,7 @@ void snapshot(Db& db, F&& f) {
 // --- the writer's state: its connection and each room's position --------------------------
 
 struct SqliteStore::Writer {
+    static constexpr std::size_t kCachedRooms = 100'000;
     struct Room {
         std::int64_t id = 0;
         std::string epoch;
@@ -261,6 +262,8 @@ struct SqliteStore::Writer {
             }
         }
         touched.clear();
+        // The positions are a cache of the rooms table: bounded, and read again when dropped.
+        if (rooms.size() > kCachedRooms) rooms.clear();
     }
 
     /** Retention by age, every minute or so. */

@@ -240,6 +240,9 @@ public:
         (void)room, (void)full;
         done({});
     }
+    /** The service let go of the room (no member on this node): what the store keeps for it
+     *  may go too (on Redis, its subscription), until `openRoom` again. */
+    virtual void releaseRoom(std::string room) { (void)room; }
     /** Finishes what is queued and stops the store's threads. Callbacks may still run. */
     virtual void close() = 0;
 };

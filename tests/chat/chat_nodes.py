@@ -79,6 +79,17 @@ class Redis:
     def output(self):
         return self.impl.output()
 
+    def room_subscribers(self, room):
+        """How many connections are subscribed to the room's channel (PUBSUB SHARDNUMSUB of
+        td:{ROOM}:e, summed over the servers: on a Cluster only the slot's master counts it)."""
+        channel = f"td:{{{room}}}:e"
+        total = 0
+        for s in self.servers():
+            r = s.call("PUBSUB", "SHARDNUMSUB", channel, check=False)
+            if isinstance(r, list) and len(r) == 2 and isinstance(r[1], int):
+                total += r[1]
+        return total
+
 
 class ChatNode(ChatServer):
     """tongdao-server --anonymous as one node on a shared Redis: the engine options in place of

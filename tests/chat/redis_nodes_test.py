@@ -34,6 +34,7 @@ logging.getLogger("websockets").setLevel(logging.CRITICAL)
 logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 GRACE = 1  # --presence-grace
+ROOM_IDLE = 2  # --room-idle-seconds: every room of the checks is let go soon after they end
 NODE_PRESENCE_TTL = 30  # a killed node's presence entries expire within this
 UNAVAILABLE_WITHIN = 2.0  # a send with Redis down is answered within this
 BACK_WITHIN = 20.0  # after Redis is back, a send succeeds on every node within this
@@ -323,6 +324,31 @@ async def t_read_unread():
     await close_all(s, r0, r2, c)
 
 
+async def t_idle_room_released():
+    # A room this node no longer has a member in is let go (--room-idle-seconds): its channel
+    # is unsubscribed; a join opens it again, subscribed, with its history.
+    room = uniq("r.idle")
+    node = NODES[1]
+    a, j = await joined(node, uniq("ia"), room)
+    for i in range(2):
+        expect_ok(await a.request("send", room=room, cid=f"i-{i}", body=i))
+    expect_eq(REDIS.room_subscribers(room), 1, f"subscribers of the room's channel while {node} has a member")
+    expect_ok(await a.request("leave", room=room), "leave")
+    deadline = time.monotonic() + 15
+    while REDIS.room_subscribers(room) != 0:
+        expect(time.monotonic() < deadline, f"{node} still subscribed 15 s after its last member left "
+               f"(--room-idle-seconds {ROOM_IDLE})")
+        await asyncio.sleep(0.2)
+    b, jb = await joined(node, uniq("ib"), room, since=0)
+    expect_eq((jb.get("seq"), jb.get("epoch")), (2, j["epoch"]), "the room opened again: seq and epoch")
+    history = await all_of(b, room, 2, f"history on {node} after the room was let go")
+    expect_eq(REDIS.room_subscribers(room), 1, "subscribed again")
+    w, _ = await joined(NODES[0], uniq("iw"), room)
+    expect_ok(await w.request("send", room=room, cid="i-2", body=2), f"send on {NODES[0]}")
+    await all_of(b, room, 3, f"a send from {NODES[0]} reaches {node} again", before=history)
+    await close_all(a, b, w)
+
+
 async def t_subscriber_killed():
     room = uniq("r.sub")
     target = NODES[2]
@@ -555,6 +581,7 @@ CHECKS = [
     ("duplicate cid on another node", t_duplicate_other_node),
     ("read events to members on every node", t_read_events),
     ("read marks and unread counts from another node", t_read_unread),
+    ("a room with no member on a node is let go there: unsubscribed, opened again on a join", t_idle_room_released),
     ("subscriber connection killed: the node fills the gap, a resume there is recovered", t_subscriber_killed),
     ("SIGKILL one node: the others go on, its users leave", t_node_killed),
     ("Redis down: unavailable fast, connections open", t_redis_down),
@@ -583,7 +610,7 @@ async def main(cluster, only):
     runner = cs.Runner(title)
     REDIS = chat_nodes.Redis(cluster=cluster, appendonly=True, appendfsync="always")
     NODES = chat_nodes.make_nodes(PATH, REDIS, 3, "--presence-grace", GRACE, "--rate-limit", "1000",
-                                  "--rate-burst", "1000")
+                                  "--rate-burst", "1000", "--room-idle-seconds", ROOM_IDLE)
     t0 = time.monotonic()
     try:
         try:

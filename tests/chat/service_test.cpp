@@ -50,6 +50,13 @@ public:
         server_.reset();
     }
     const std::filesystem::path& dir() const { return dir_; }
+    /** A gauge or counter of the service's Prometheus text (-1 when absent). */
+    double metric(std::string_view name) const {
+        const auto text = service_->prometheusMetrics();
+        const auto line = "\n" + std::string(name) + " ";
+        const auto at = text.find(line);
+        return at == std::string::npos ? -1 : std::stod(text.substr(at + line.size()));
+    }
 
     std::uint16_t port = 0;
     bool keep = false;
@@ -301,6 +308,48 @@ TEST(ChatService, ARestartKeepsSeqsEpochAndTheDedupeKeys) {
     EXPECT_EQ(dup.at("seq"), 3);
     auto next = a.request({{"op", "send"}, {"room", "r"}, {"cid", "new"}, {"body", "x"}});
     EXPECT_EQ(next.at("seq"), 6);
+}
+
+TEST(ChatService, ARoomWithNoMemberIsLetGoAndOpensAgainWithItsHistory) {
+    auto o = options();
+    o.presenceGrace = 0;
+    o.roomIdleSeconds = 1;
+    ChatServer srv(o);
+    Chat a(srv.port), b(srv.port);
+    ASSERT_TRUE(a.open("a"));
+    ASSERT_TRUE(b.open("b"));
+    auto j = a.request({{"op", "join"}, {"room", "quiet"}});
+    ASSERT_TRUE(j.at("ok").as_bool());
+    const std::string epoch(j.at("epoch").as_string());
+    fill(a, "quiet", 3, "q");
+    ASSERT_TRUE(b.request({{"op", "join"}, {"room", "busy"}}).at("ok").as_bool());
+    EXPECT_EQ(srv.metric("tongdao_chat_rooms"), 2);
+    ASSERT_TRUE(a.request({{"op", "leave"}, {"room", "quiet"}}).at("ok").as_bool());
+    // Let go within the idle second and the sweep after it; the room still in use stays.
+    const auto deadline = Clock::now() + 8s;
+    while (srv.metric("tongdao_chat_rooms") != 1 && Clock::now() < deadline) std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(srv.metric("tongdao_chat_rooms"), 1);
+    // Opened again from the store (a new connection of the same user: no event queued from
+    // before): its epoch, its seq and its history are there.
+    Chat c(srv.port);
+    ASSERT_TRUE(c.open("a"));
+    auto again = c.request({{"op", "join"}, {"room", "quiet"}, {"since", 1}, {"epoch", epoch}});
+    ASSERT_TRUE(again.at("ok").as_bool());
+    EXPECT_EQ(again.at("seq"), 3);
+    EXPECT_EQ(again.at("epoch").as_string(), epoch);
+    EXPECT_EQ(again.at("recovered"), true);
+    EXPECT_EQ(seqOf(*c.eventOf("message")), 2u);
+    EXPECT_EQ(seqOf(*c.eventOf("message")), 3u);
+    EXPECT_EQ(c.request({{"op", "send"}, {"room", "quiet"}, {"cid", "after"}, {"body", "x"}}).at("seq"), 4);
+    EXPECT_EQ(srv.metric("tongdao_chat_rooms"), 2);
+    // The dedupe keys outlive the room in memory.
+    EXPECT_EQ(c.request({{"op", "send"}, {"room", "quiet"}, {"cid", "q1"}, {"body", "again"}}).at("duplicate"), true);
+    // The room kept in use was never let go: b still gets its messages.
+    ASSERT_TRUE(c.request({{"op", "join"}, {"room", "busy"}}).at("ok").as_bool());
+    EXPECT_EQ(c.request({{"op", "send"}, {"room", "busy"}, {"cid", "b1"}, {"body", "x"}}).at("seq"), 1);
+    auto got = b.eventOf("message");
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->at("room"), "busy");
 }
 
 TEST(ChatService, AnotherEpochIsAGapNotASilentRestart) {

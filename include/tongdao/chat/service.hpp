@@ -47,6 +47,9 @@ struct ChatOptions {
     std::uint32_t maxPresenceEvents = 1000; ///< presence events only while a room has at most this many online
     std::uint32_t idleTimeout = 60;        ///< seconds without any message before a connection is closed
     std::uint32_t helloTimeout = 30;
+    /** Seconds a room with no member here is kept in memory (and, on Redis, subscribed to)
+     *  before it is let go; it opens again from the store on the next request. */
+    std::uint32_t roomIdleSeconds = 60;
     Compression compression = Compression::shared;
     std::string path = "/chat";
 };
