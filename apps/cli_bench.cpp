@@ -30,12 +30,21 @@ std::vector<in_addr> sourceAddresses(const std::string& list) {
     return out;
 }
 
-bench::Report reportOf(const BenchArgs& a) {
-    bench::Report r;
-    r.json = a.json;
-    r.phases = a.phases;
-    r.progress = !a.noProgress && isatty(STDERR_FILENO) == 1;
-    return r;
+/** What the two engines take alike (the targets are parsed by each, with its default path). */
+void common(const BenchArgs& a, bench::LoadOptions& o) {
+    o.connections = a.connections;
+    o.window = a.pipeline;
+    o.rate = a.rate;
+    o.duration = a.duration;
+    o.warmup = a.warmup;
+    o.rampUp = a.rampUp;
+    o.holdMax = a.holdMax;
+    o.connectTimeout = a.connectTimeout;
+    o.connectBatch = a.connectBatch;
+    o.sourceIps = sourceAddresses(a.sourceIps);
+    o.report.json = a.json;
+    o.report.phases = a.phases;
+    o.report.progress = !a.noProgress && isatty(STDERR_FILENO) == 1;
 }
 
 int runEchoBench(const BenchArgs& a) {
@@ -43,13 +52,8 @@ int runEchoBench(const BenchArgs& a) {
     for (const auto& url : a.urls) o.targets.push_back(bench::parseTarget(url, "/"));
     for (const auto& t : o.targets)
         if (t.tls != o.targets.front().tls) throw bench::Fatal("the URLs are all ws:// or all wss://");
-    o.connections = a.connections;
+    common(a, o);
     o.size = a.size ? a.size : 20;
-    o.window = a.pipeline;
-    o.rate = a.rate;
-    o.duration = a.duration;
-    o.warmup = a.warmup;
-    o.rampUp = a.rampUp;
     o.binary = !a.text && !a.jsonMessages; // JSON is text
     o.raw = a.raw;
     o.idle = a.idle;
@@ -59,11 +63,6 @@ int runEchoBench(const BenchArgs& a) {
     o.noContextTakeover = a.noContextTakeover;
     o.jsonMessages = a.jsonMessages;
     o.seed = a.seed;
-    o.sourceIps = sourceAddresses(a.sourceIps);
-    o.holdMax = a.holdMax;
-    o.connectTimeout = a.connectTimeout;
-    o.connectBatch = a.connectBatch;
-    o.report = reportOf(a);
     if (o.window > 1024) throw bench::Fatal("--pipeline: at most 1024 messages in flight per connection");
     if (o.size > (std::size_t{1} << 24)) throw bench::Fatal("--size is capped at 16 MiB");
     if (o.jsonMessages && o.size < 12) throw bench::Fatal("--json-messages needs --size 12 or more");
@@ -82,15 +81,11 @@ int runChatBench(const BenchArgs& a) {
              : a.storm > 0 ? bench::ChatMode::storm
              : a.rate > 0  ? bench::ChatMode::fanout
                            : bench::ChatMode::closed;
+    common(a, o);
     o.rooms = a.chatRooms;
     o.members = a.members;
-    o.connections = a.members > 0 ? 0 : a.connections; // --members: rooms × members
+    if (a.members > 0) o.connections = 0; // --members: rooms × members
     o.bodySize = a.size ? a.size : 100;
-    o.window = a.pipeline;
-    o.rate = a.rate;
-    o.duration = a.duration;
-    o.warmup = a.warmup;
-    o.rampUp = a.rampUp;
     o.behind = a.storm;
     o.fillersPerRoom = a.fillersPerRoom;
     o.goOnStdin = a.goOnStdin;
@@ -98,11 +93,6 @@ int runChatBench(const BenchArgs& a) {
     o.drain = a.drain;
     o.namePrefix = a.namePrefix;
     o.roomPrefix = a.roomPrefix;
-    o.sourceIps = sourceAddresses(a.sourceIps);
-    o.holdMax = a.holdMax;
-    o.connectTimeout = a.connectTimeout;
-    o.connectBatch = a.connectBatch;
-    o.report = reportOf(a);
     if (a.deflate || a.jsonMessages || a.raw || a.text)
         throw bench::Fatal("--deflate, --json-messages, --raw and --text are echo options, not --chat ones");
     if (a.drain > 0 && o.mode != bench::ChatMode::fanout) throw bench::Fatal("--drain goes with --rate (fan-out)");

@@ -42,10 +42,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -62,6 +60,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -155,8 +154,6 @@ struct Conn {
     std::uint64_t resumeAt = 0;     // paused: the next send goes at this time
 };
 
-// epoll tokens for the descriptors that are not connections (those use their index).
-constexpr std::uint64_t kSignalToken = ~std::uint64_t{0}, kStdinToken = kSignalToken - 1, kTimerToken = kSignalToken - 2;
 
 enum class Phase : std::uint8_t { connecting, filling, waitGo, warmup, measure, drain, hold, storm, done };
 
@@ -205,7 +202,6 @@ private:
     void onAck(Conn& c, std::uint64_t id, bool ok, std::string_view m, std::uint64_t rx);
     void onDelivery(Conn& c, std::string_view m, std::uint64_t rx);
     void tick(std::uint64_t now);
-    void armTimer(std::uint64_t at);
     void startTraffic(std::uint64_t now);
     void countMembers();
     void pause(Conn& c, std::uint64_t until);
@@ -225,7 +221,8 @@ private:
     std::vector<Conn> conns_;
     std::vector<std::uint8_t> rbuf_;
     std::string pad_, scratch_;
-    int ep_ = -1, timer_ = -1;
+    std::unique_ptr<EventFds> fds_;
+    int ep_ = -1;  // fds_->epoll()
     Phase phase_ = Phase::connecting;
     std::size_t openFrom_ = 0, nextToOpen_ = 0, openTo_ = 0, pending_ = 0, ready_ = 0, setupTried_ = 0;
     std::size_t fillersFrom_ = 0, fillersTo_ = 0, clientsFrom_ = 0, clientsTo_ = 0;
@@ -282,21 +279,10 @@ void Load::openNext() {
     c.role = openRole_;
     ++pending_;
     ++setupTried_;
-    c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c.fd < 0) return fail(c, "socket", errno);
-    const int one = 1;
-    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (!opt_.sourceIps.empty()) {
-        // The address alone: the port is chosen at connect(), per source address.
-        setsockopt(c.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-        sockaddr_in src{};
-        src.sin_family = AF_INET;
-        src.sin_addr = opt_.sourceIps[i % opt_.sourceIps.size()];
-        if (bind(c.fd, reinterpret_cast<const sockaddr*>(&src), sizeof src) != 0) return fail(c, "bind", errno);
-    }
-    const sockaddr_in& dest = opt_.targets[c.node].addr;
-    if (connect(c.fd, reinterpret_cast<const sockaddr*>(&dest), sizeof dest) != 0 && errno != EINPROGRESS)
-        return fail(c, "connect", errno);
+    const char* step = nullptr;
+    c.fd = connectTcp(opt_.targets[c.node].addr, opt_.sourceIps.empty() ? nullptr : &opt_.sourceIps[i % opt_.sourceIps.size()],
+                      step);
+    if (c.fd < 0) return fail(c, step, errno);
     c.wantOut = true;
     if (!watch(ep_, EPOLL_CTL_ADD, c.fd, EPOLLOUT, i)) return fail(c, "epoll_ctl", errno);
 }
@@ -789,20 +775,12 @@ void Load::onDelivery(Conn& c, std::string_view m, std::uint64_t rx) {
     }
 }
 
-void Load::armTimer(std::uint64_t at) {
-    itimerspec its{};
-    its.it_value.tv_sec = static_cast<time_t>(at / 1'000'000'000ULL);
-    its.it_value.tv_nsec = static_cast<long>(at % 1'000'000'000ULL);
-    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
-    timerfd_settime(timer_, TFD_TIMER_ABSTIME, &its, nullptr);
-}
-
 // Fan-out: every slot whose time has come, each one send by the next sender in the order.
 void Load::tick(std::uint64_t now) {
     if (order_.empty() || phase_ == Phase::done) return;
     for (int k = 0; k < 100000; ++k) {
         const auto due = schedStart_ + static_cast<std::uint64_t>(static_cast<double>(schedSlot_) * slotNs_);
-        if (due > now) return armTimer(due);
+        if (due > now) return fds_->arm(due);
         Conn& c = conns_[order_[schedSlot_ % order_.size()]];
         ++schedSlot_;
         if (c.st != St::ready) continue;  // failed, or (--ramp-up) not set up yet
@@ -811,7 +789,7 @@ void Load::tick(std::uint64_t now) {
         sendChat(c, t);
         now = t;
     }
-    armTimer(now + 1000);
+    fds_->arm(now + 1000);
 }
 
 // The members set up in each room: what a send of the window owes (--drain's check).
@@ -974,19 +952,8 @@ void Load::finish(std::uint64_t now) {
 }
 
 int Load::run() {
-    ep_ = epoll_create1(EPOLL_CLOEXEC);
-    timer_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (ep_ < 0 || timer_ < 0) throw Fatal("epoll_create1/timerfd_create failed");
-    watch(ep_, EPOLL_CTL_ADD, timer_, EPOLLIN, kTimerToken);
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigprocmask(SIG_BLOCK, &mask, nullptr);
-    const int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    watch(ep_, EPOLL_CTL_ADD, sfd, EPOLLIN, kSignalToken);
-    const bool readStdin = opt_.mode == Mode::idle || opt_.goOnStdin;
-    if (readStdin) watch(ep_, EPOLL_CTL_ADD, STDIN_FILENO, EPOLLIN | EPOLLHUP, kStdinToken);
+    fds_ = std::make_unique<EventFds>(opt_.mode == Mode::idle || opt_.goOnStdin);
+    ep_ = fds_->epoll();
 
     // Storm: fillers first (rooms x fillersPerRoom), then the clients. Otherwise only members.
     if (opt_.mode == Mode::storm) {
@@ -1028,17 +995,16 @@ int Load::run() {
         const int n = epoll_wait(ep_, events.data(), static_cast<int>(events.size()), static_cast<int>(waitMs));
         for (int k = 0; k < n; ++k) {
             const std::uint64_t tok = events[static_cast<std::size_t>(k)].data.u64;
-            if (tok == kTimerToken) {
-                std::uint64_t expirations = 0;
-                if (read(timer_, &expirations, sizeof expirations) < 0) {}
+            if (tok == EventFds::kTimer) {
+                fds_->consumeTimer();
                 tick(nowNs());
-            } else if (tok == kSignalToken) {
+            } else if (tok == EventFds::kSignal) {
                 stop_ = true;
-            } else if (tok == kStdinToken) {
+            } else if (tok == EventFds::kStdin) {
                 char b[256];
                 const ssize_t r = read(STDIN_FILENO, b, sizeof b);
                 if (r <= 0) {
-                    watch(ep_, EPOLL_CTL_DEL, STDIN_FILENO, 0, 0);
+                    fds_->forgetStdin();
                     if (phase_ == Phase::hold || phase_ == Phase::waitGo) stop_ = true;
                 } else if (phase_ == Phase::waitGo) {
                     phaseEnd = 0;  // "go"
@@ -1173,9 +1139,6 @@ int Load::run() {
     if (phase_ != Phase::done) finish(nowNs());
     for (auto& c : conns_)
         if (c.fd >= 0) close(c.fd);
-    close(sfd);
-    close(timer_);
-    close(ep_);
     return ready_ > 0 ? 0 : 1;
 }
 

@@ -15,19 +15,16 @@ namespace tongdao::bench {
 enum class ChatProto : std::uint8_t { tongdao, socketio };
 enum class ChatMode : std::uint8_t { fanout, closed, idle, storm };
 
-struct ChatOptions {
-    std::vector<Target> targets;    ///< the members of each room round-robin over these
+/** The members of each room go round-robin over the targets. `connections` 0: rooms × members;
+ *  `window`: sends in flight per member (closed); `rate`: messages/s per member (fanout). */
+struct ChatOptions : LoadOptions {
     std::string namePrefix = "u", roomPrefix;
     ChatProto proto = ChatProto::tongdao;
     ChatMode mode = ChatMode::closed;
-    std::size_t rooms = 10, members = 100, connections = 0, bodySize = 100;
-    std::size_t connectBatch = 256, behind = 2000, fillersPerRoom = 0;
-    std::uint32_t window = 1;       ///< closed: sends in flight per member
-    double rate = 1;                ///< fanout: messages/s per member
-    double duration = 10, warmup = 1, rampUp = 0, connectTimeout = 120, holdMax = 3600, stormTimeout = 300, drain = 0;
+    std::size_t rooms = 10, members = 100, bodySize = 100;
+    std::size_t behind = 2000, fillersPerRoom = 0;
+    double stormTimeout = 300, drain = 0;
     bool goOnStdin = false;
-    std::vector<in_addr> sourceIps;
-    Report report;
 };
 
 /** Runs the load to its end; the exit status (0 when any member was set up). */

@@ -3,10 +3,19 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <openssl/evp.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <utility>
 
 #include <algorithm>
 #include <cmath>
@@ -71,6 +80,77 @@ bool watch(int ep, int op, int fd, std::uint32_t events, std::uint64_t token) {
     ev.events = events;
     ev.data.u64 = token;
     return epoll_ctl(ep, op, fd, &ev) == 0;
+}
+
+EventFds::EventFds(bool watchStdin) {
+    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    timer_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, nullptr);
+    sig_ = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (ep_ < 0 || timer_ < 0 || sig_ < 0 || !watch(ep_, EPOLL_CTL_ADD, timer_, EPOLLIN, kTimer) ||
+        !watch(ep_, EPOLL_CTL_ADD, sig_, EPOLLIN, kSignal)) {
+        const int err = errno;
+        closeAll();
+        throw Fatal(std::string("epoll, timerfd or signalfd: ") + std::strerror(err));
+    }
+    // A file or /dev/null cannot be polled: then only a signal ends a hold.
+    if (watchStdin) watch(ep_, EPOLL_CTL_ADD, STDIN_FILENO, EPOLLIN | EPOLLHUP, kStdin);
+}
+
+EventFds::~EventFds() { closeAll(); }
+
+void EventFds::closeAll() {
+    for (int* fd : {&sig_, &timer_, &ep_})
+        if (*fd >= 0) close(std::exchange(*fd, -1));
+}
+
+void EventFds::arm(std::uint64_t atNs) {
+    itimerspec its{};
+    its.it_value.tv_sec = static_cast<time_t>(atNs / 1'000'000'000ULL);
+    its.it_value.tv_nsec = static_cast<long>(atNs % 1'000'000'000ULL);
+    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1; // zero would disarm it
+    timerfd_settime(timer_, TFD_TIMER_ABSTIME, &its, nullptr);
+}
+
+void EventFds::consumeTimer() {
+    std::uint64_t expirations = 0;
+    if (read(timer_, &expirations, sizeof expirations) < 0) {} // EAGAIN: nothing to take
+}
+
+void EventFds::forgetStdin() { watch(ep_, EPOLL_CTL_DEL, STDIN_FILENO, 0, 0); }
+
+int connectTcp(const sockaddr_in& dest, const in_addr* source, const char*& step) {
+    step = "socket";
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    const int one = 1;
+    // Without this, small frames wait for the peer's ACK (Nagle).
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (source) {
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        sockaddr_in src{};
+        src.sin_family = AF_INET;
+        src.sin_addr = *source;
+        step = "bind";
+        if (bind(fd, reinterpret_cast<const sockaddr*>(&src), sizeof src) != 0) {
+            const int err = errno;
+            close(fd);
+            errno = err;
+            return -1;
+        }
+    }
+    step = "connect";
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&dest), sizeof dest) != 0 && errno != EINPROGRESS) {
+        const int err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    return fd;
 }
 
 void raiseFdLimit(std::size_t need) {

@@ -38,6 +38,34 @@ std::uint64_t randomU64();
 
 /** Adds or changes a descriptor in an epoll set; the token comes back with its events. */
 bool watch(int ep, int op, int fd, std::uint32_t events, std::uint64_t token);
+
+/** What an engine's loop waits on besides its connections: the epoll set, a timerfd (the send
+ *  schedule), a signalfd for SIGTERM and SIGINT (blocked, so they arrive between events), and
+ *  standard input when asked for (its end stops a hold). Their tokens lie above any index. */
+class EventFds {
+public:
+    static constexpr std::uint64_t kSignal = ~std::uint64_t{0}, kStdin = kSignal - 1, kTimer = kSignal - 2;
+    explicit EventFds(bool watchStdin);
+    ~EventFds();
+    EventFds(const EventFds&) = delete;
+    EventFds& operator=(const EventFds&) = delete;
+    int epoll() const { return ep_; }
+    /** The timer fires at `atNs` (CLOCK_MONOTONIC). */
+    void arm(std::uint64_t atNs);
+    /** Takes the timer's expirations after it fired. */
+    void consumeTimer();
+    /** Standard input ended: no longer watched. */
+    void forgetStdin();
+
+private:
+    void closeAll();
+    int ep_ = -1, timer_ = -1, sig_ = -1;
+};
+
+/** A non-blocking TCP socket (TCP_NODELAY) connecting to `dest`, from `source` when given (its
+ *  port chosen at connect(), so each source address has its own range); -1 with errno set
+ *  and `step` naming the call that failed. */
+int connectTcp(const sockaddr_in& dest, const in_addr* source, const char*& step);
 /** Takes all the descriptors the hard limit allows; Fatal when `need` do not fit. */
 void raiseFdLimit(std::size_t need);
 
@@ -93,6 +121,20 @@ struct Report {
     bool json = false;     ///< the result as one JSON object on stdout
     bool phases = false;   ///< "# open …", "# measuring", … lines on stdout as the run passes them
     bool progress = false; ///< a live line on stderr, once a second
+};
+
+/** What both engines take: where, how many, how long, and how to report. */
+struct LoadOptions {
+    std::vector<Target> targets;    ///< the connections spread over these
+    std::size_t connections = 100;
+    std::uint32_t window = 1;       ///< messages in flight per connection in a closed loop
+    double rate = 0;                ///< messages/s per connection on a schedule (open loop)
+    double duration = 10, warmup = 1, rampUp = 0;
+    double holdMax = 3600;          ///< an idle hold never lasts longer than this
+    double connectTimeout = 60;     ///< opening every connection must finish within this (after the ramp)
+    std::size_t connectBatch = 256; ///< connects + handshakes in progress at once
+    std::vector<in_addr> sourceIps; ///< local addresses to connect from, round-robin
+    Report report;
 };
 
 /** Prints a phase line ("# " + text) on stdout when the report asks for them. */

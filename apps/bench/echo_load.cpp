@@ -20,15 +20,12 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -285,8 +282,6 @@ const char* phaseName(Phase p) {
     }
 }
 
-// epoll tokens for the descriptors that are not connections (those use their index).
-constexpr std::uint64_t kSignalToken = ~std::uint64_t{0}, kStdinToken = kSignalToken - 1, kTimerToken = kSignalToken - 2;
 
 struct Counters {
     std::uint64_t replies = 0, rxWire = 0, rxPayload = 0, txWire = 0, txPayload = 0;
@@ -346,7 +341,6 @@ private:
     void startOn(Conn& c);
     void queue(Conn& c, std::uint64_t due);
     void tick(std::uint64_t now);
-    void armTimer(std::uint64_t at);
     const Target& targetOf(const Conn& c) const {
         return opt_.targets[static_cast<std::size_t>(&c - conns_.data()) % opt_.targets.size()];
     }
@@ -364,7 +358,8 @@ private:
     SSL_CTX* tlsCtx_ = nullptr;
     std::string tlsInfo_;                 // protocol and cipher of the first TLS connection
     bool tls_ = false;
-    int ep_ = -1, timer_ = -1;
+    std::unique_ptr<EventFds> fds_;
+    int ep_ = -1;  // fds_->epoll()
     Phase phase_ = Phase::connecting;
     std::size_t nextToOpen_ = 0, pending_ = 0, open_ = 0, opened_ = 0, deflateConns_ = 0;
     std::uint64_t errors_ = 0, failReports_ = 0, badEchoReports_ = 0, missed_ = 0;
@@ -443,23 +438,9 @@ void Loadgen::openNext() {
     Conn& c = conns_[i];
     c.state = State::connecting;
     ++pending_;
-    c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c.fd < 0) return fail(c, "socket");
-    const int one = 1;
-    // Without this, pipelined small frames wait for the peer's ACK (Nagle).
-    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (!opt_.sourceIps.empty()) {
-        // Binding the address alone defers the port choice to connect(), so each source
-        // address gets its own ephemeral range towards the same server port.
-        setsockopt(c.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-        sockaddr_in src{};
-        src.sin_family = AF_INET;
-        src.sin_addr = opt_.sourceIps[i % opt_.sourceIps.size()];
-        if (bind(c.fd, reinterpret_cast<const sockaddr*>(&src), sizeof src) != 0) return fail(c, "bind");
-    }
-    const sockaddr_in& dest = targetOf(c).addr;
-    if (connect(c.fd, reinterpret_cast<const sockaddr*>(&dest), sizeof dest) != 0 && errno != EINPROGRESS)
-        return fail(c, "connect");
+    const char* step = nullptr;
+    c.fd = connectTcp(targetOf(c).addr, opt_.sourceIps.empty() ? nullptr : &opt_.sourceIps[i % opt_.sourceIps.size()], step);
+    if (c.fd < 0) return fail(c, step);
     c.wantOut = true;  // writable = connected (or failed); reads are enabled after that
     if (!watch(ep_, EPOLL_CTL_ADD, c.fd, EPOLLOUT, i)) return fail(c, "epoll_ctl");
 }
@@ -931,27 +912,19 @@ void Loadgen::startOn(Conn& c) {
     flush(c);
 }
 
-void Loadgen::armTimer(std::uint64_t at) {
-    itimerspec its{};
-    its.it_value.tv_sec = static_cast<time_t>(at / 1'000'000'000ULL);
-    its.it_value.tv_nsec = static_cast<long>(at % 1'000'000'000ULL);
-    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
-    timerfd_settime(timer_, TFD_TIMER_ABSTIME, &its, nullptr);
-}
-
 // --rate: every slot whose time has come is one message for its connection, timed from the slot.
 void Loadgen::tick(std::uint64_t now) {
     if (!sending_ || slotNs_ <= 0) return;
     for (int k = 0; k < 100000; ++k) {
         const auto due = schedStart_ + static_cast<std::uint64_t>(static_cast<double>(schedSlot_) * slotNs_);
-        if (due > now) return armTimer(due);
+        if (due > now) return fds_->arm(due);
         Conn& c = conns_[schedSlot_ % conns_.size()];
         ++schedSlot_;
         if (c.state != State::open || !c.started) continue;  // not open (yet, with --ramp-up) or failed
         queue(c, due);
         if (c.queued > 0) flush(c);
     }
-    armTimer(now + 1000);
+    fds_->arm(now + 1000);
 }
 
 void Loadgen::finish(std::uint64_t now) {
@@ -1016,20 +989,8 @@ void Loadgen::printResult(double elapsed, double cpu) {
 }
 
 int Loadgen::run() {
-    ep_ = epoll_create1(EPOLL_CLOEXEC);
-    timer_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (ep_ < 0 || timer_ < 0) throw Fatal("epoll_create1/timerfd_create failed");
-    watch(ep_, EPOLL_CTL_ADD, timer_, EPOLLIN, kTimerToken);
-    // SIGTERM/SIGINT arrive as readable bytes on a signalfd, so the loop sees them between events.
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigprocmask(SIG_BLOCK, &mask, nullptr);
-    const int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    watch(ep_, EPOLL_CTL_ADD, sfd, EPOLLIN, kSignalToken);
-    // A closed stdin ends the hold. A file or /dev/null cannot be polled: then only a signal does.
-    if (opt_.idle) watch(ep_, EPOLL_CTL_ADD, STDIN_FILENO, EPOLLIN | EPOLLHUP, kStdinToken);
+    fds_ = std::make_unique<EventFds>(opt_.idle); // a closed stdin ends an --idle hold
+    ep_ = fds_->epoll();
 
     startNs_ = nowNs();
     const std::uint64_t connectDeadline = startNs_ + secsNs(opt_.rampUp + opt_.connectTimeout);
@@ -1051,20 +1012,19 @@ int Loadgen::run() {
         bool stop = false;
         for (int k = 0; k < n; ++k) {
             const std::uint64_t tok = events[static_cast<std::size_t>(k)].data.u64;
-            if (tok == kTimerToken) {
-                std::uint64_t expirations = 0;
-                if (read(timer_, &expirations, sizeof expirations) < 0) {}
+            if (tok == EventFds::kTimer) {
+                fds_->consumeTimer();
                 tick(nowNs());
                 continue;
             }
-            if (tok == kStdinToken) {
+            if (tok == EventFds::kStdin) {
                 char b[256];
                 if (read(STDIN_FILENO, b, sizeof b) > 0) continue;  // input is ignored; EOF ends the hold
-                watch(ep_, EPOLL_CTL_DEL, STDIN_FILENO, 0, 0);
+                fds_->forgetStdin();
                 stdinClosed = true;  // while opening: the opening goes on, the hold ends at once
                 continue;
             }
-            if (tok == kSignalToken) {
+            if (tok == EventFds::kSignal) {
                 stop = true;
                 continue;
             }
@@ -1120,9 +1080,6 @@ int Loadgen::run() {
         c.ssl = nullptr;
         if (c.fd >= 0) close(c.fd);
     }
-    close(sfd);
-    close(timer_);
-    close(ep_);
     return opened_ > 0 ? 0 : 1;
 }
 

@@ -32,7 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from cli_test import Checks, PyServer, expect, run_cli  # noqa: E402
+from cli_test import Checks, PyServer, expect, run_cli, self_signed  # noqa: E402
 from echo_server import EchoServer, ManagedProcess, free_port  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -267,10 +267,7 @@ def main():
                 print("  (no openssl command: the wss:// checks are skipped)")
                 return
             with tempfile.TemporaryDirectory() as d:
-                cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-                subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                                "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                               check=True, capture_output=True, timeout=60)
+                cert, key = self_signed(openssl, d)
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 ctx.load_cert_chain(cert, key)
                 with PyServer(echo, ssl=ctx) as py:

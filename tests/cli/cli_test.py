@@ -263,6 +263,16 @@ async def close_1011(ws, record):
     await ws.close(1011, "oops")
 
 
+def self_signed(openssl, d):
+    """A key and a self-signed certificate for 127.0.0.1 and localhost in directory d: (cert, key)."""
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
 # --- the checks --------------------------------------------------------------------------
 
 class Checks:
@@ -540,11 +550,7 @@ def main():
             print("  (no openssl command: the wss:// checks are skipped)")
             return
         with tempfile.TemporaryDirectory() as d:
-            cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-            subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                            "-days", "1", "-subj", "/CN=localhost",
-                            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                           check=True, capture_output=True, timeout=60)
+            cert, key = self_signed(openssl, d)
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(cert, key)
             with PyServer(send_headers_then_close, ssl=ctx) as py:
