@@ -244,7 +244,8 @@ def run_scenario(args, server, conns, size, mode):
                cpu_seconds_per_million=cpu / msgs * 1e6 if msgs else None,
                cpu0_busy_util=busy / secs if secs else None,
                cpu0_irq_util=(core1[1] - core0[1]) / CLK_TCK / secs if secs else None,
-               cpu0_other_util=other / secs if secs else None)
+               cpu0_other_util=other / secs if secs else None,
+               latency_us=result.get("latency_us"))
     return row
 
 
@@ -310,19 +311,21 @@ def print_tables(args, rows, mem_rows):
            for r in rows if r["server"] == "raw_echo"}
     print(f"\n## Echo throughput ({args.seconds:g} s measured after {args.warmup:g} s warmup; "
           f"server on CPU {SERVER_CPU}, load generator (tongdao bench) on CPU {LOADGEN_CPU}; pipe window {args.window})\n")
-    print("| server | conns | size | mode | msgs/s | server CPU | CPU s / M msgs | CPU/msg vs raw | load generator CPU "
-          "| CPU 0 busy | errors |")
-    print("|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|")
+    print("| server | conns | size | mode | msgs/s | server CPU | CPU s / M msgs | CPU/msg vs raw | p50 / p99 / p99.9 ms "
+          "| load generator CPU | CPU 0 busy | errors |")
+    print("|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in rows:
         head = f"| {r['server']} | {r['connections']} | {r['size']} | {r['mode']} "
         if "error" in r:
-            print(head + f"| {r['error']} | | | | | | |")
+            print(head + f"| {r['error']} | | | | | | | |")
             continue
         base = raw.get((r["connections"], r["size"], r["mode"]))
         cpm = r["cpu_seconds_per_million"]
         r["cpu_ratio_vs_raw"] = cpm / base if cpm and base else None
+        lat = r.get("latency_us") or {}
+        lat_ms = " / ".join(f"{lat[k] / 1000:.2f}" for k in ("p50", "p99", "p999")) if lat.get("count") else "–"
         print(head + f"| {r['msgs_per_sec']:,.0f} | {fmt(r['server_cpu_util'], '.0%')} | {fmt(cpm, '.2f')} "
-              f"| {fmt(r['cpu_ratio_vs_raw'], '.2f')} | {fmt(r['loadgen_cpu_util'], '.0%')} "
+              f"| {fmt(r['cpu_ratio_vs_raw'], '.2f')} | {lat_ms} | {fmt(r['loadgen_cpu_util'], '.0%')} "
               f"| {fmt(r['cpu0_busy_util'], '.0%')} | {r['errors']} |")
     noisy = [r for r in rows if (r.get("cpu0_other_util") or 0) > 0.1]
     if noisy:
