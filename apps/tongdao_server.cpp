@@ -105,8 +105,9 @@ void define(CLI::App& app, Settings& st) {
         ->check(CLI::IsMember({"full", "normal"}));
     app.add_flag("--anonymous", chat.anonymous, "accept hello {name} without a token")->envname("TONGDAO_ANONYMOUS");
     opt("--auth-secret-file", st.authSecretFile, "file holding the HS256 secret that signs tokens");
-    opt("--allowed-origin", chat.allowedOrigins, "browser Origin admitted (repeatable; none: any)");
-    opt("--allowed-appid", chat.allowedAppids, "mini-program appid admitted by its Referer (repeatable)");
+    // Origins and appids hold no comma: a TONGDAO_ variable (or one option) may list several.
+    opt("--allowed-origin", chat.allowedOrigins, "browser Origin admitted (repeatable, or A,B; none: any)")->delimiter(',');
+    opt("--allowed-appid", chat.allowedAppids, "mini-program appid admitted by its Referer (repeatable, or A,B)")->delimiter(',');
     opt("--api-key-file", st.apiKeyFile, "file holding the bearer key of the HTTP API (none: API off)");
     opt("--trusted-proxy", st.trustedProxies, "proxy whose X-Forwarded-For names the client: address or CIDR (repeatable)")
         ->type_name("CIDR")

@@ -159,6 +159,17 @@ def main():
             finally:
                 stop_process(p)
 
+        # A variable of a repeatable option may list several values.
+        port = free_port()
+        env = dict(os.environ, TONGDAO_ALLOWED_ORIGIN="https://a.example,https://b.example")
+        p = serve(server, ["--port", str(port), "--anonymous", "--data-dir", os.path.join(tmp, "env-list")], env)
+        try:
+            up = health(port)
+            got = tuple(upgrade_status(port, o) for o in ("https://a.example", "https://b.example", "https://c.example"))
+        finally:
+            stop_process(p)
+        check(up and got == (101, 101, 403), "TONGDAO_ALLOWED_ORIGIN=A,B admits both origins, and only them", f"{got}")
+
         # What the package ships, with its paths in the temporary directory.
         text = open(os.path.join(ROOT, "packaging", "tongdao-server", "tongdao-server.conf.in")).read()
         etc = os.path.join(tmp, "etc")
