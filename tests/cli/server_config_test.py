@@ -170,6 +170,32 @@ def main():
             stop_process(p)
         check(up and got == (101, 101, 403), "TONGDAO_ALLOWED_ORIGIN=A,B admits both origins, and only them", f"{got}")
 
+        # Under systemd (JOURNAL_STREAM names standard error), each line carries its syslog
+        # priority for the journal; a JOURNAL_STREAM naming another file changes nothing.
+        for matches in (True, False):
+            r, w = os.pipe()
+            st = os.fstat(w if matches else r)
+            if not matches:
+                st = os.stat(os.devnull)
+            port = free_port()
+            env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+            p = subprocess.Popen([server, "--port", str(port), "--anonymous", "--data-dir", os.path.join(tmp, "journal")],
+                                 stdout=subprocess.DEVNULL, stderr=w, env=env)
+            os.close(w)
+            try:
+                health(port)
+            finally:
+                stop_process(p)
+            with os.fdopen(r, errors="replace") as f:
+                lines = [l for l in f.read().splitlines() if l.strip()]
+            if matches:
+                check(lines and all(l[:3] in ("<3>", "<4>", "<6>", "<7>") for l in lines)
+                      and any(l.startswith("<6>") and " info " in l for l in lines),
+                      "JOURNAL_STREAM naming standard error: each line starts with its syslog priority", "\n".join(lines))
+            else:
+                check(lines and not any(l.startswith("<") for l in lines),
+                      "JOURNAL_STREAM naming another file: no priority prefix", "\n".join(lines))
+
         # What the package ships, with its paths in the temporary directory.
         text = open(os.path.join(ROOT, "packaging", "tongdao-server", "tongdao-server.conf.in")).read()
         etc = os.path.join(tmp, "etc")
