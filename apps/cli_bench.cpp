@@ -42,6 +42,8 @@ void common(const BenchArgs& a, bench::LoadOptions& o) {
     o.connectTimeout = a.connectTimeout;
     o.connectBatch = a.connectBatch;
     o.sourceIps = sourceAddresses(a.sourceIps);
+    o.verify = !a.insecure;
+    o.caFile = a.ca;
     o.report.json = a.json;
     o.report.phases = a.phases;
     o.report.progress = !a.noProgress && isatty(STDERR_FILENO) == 1;
@@ -57,8 +59,6 @@ int runEchoBench(const BenchArgs& a) {
     o.binary = !a.text && !a.jsonMessages; // JSON is text
     o.raw = a.raw;
     o.idle = a.idle;
-    o.verify = !a.insecure;
-    o.caFile = a.ca;
     o.deflate = a.deflate;
     o.noContextTakeover = a.noContextTakeover;
     o.jsonMessages = a.jsonMessages;

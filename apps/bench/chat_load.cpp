@@ -42,6 +42,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -77,7 +78,7 @@ void normalize(Options& o) {
     if (o.targets.empty()) throw Fatal("no URL");
     if (o.targets.size() > 255) throw Fatal("at most 255 URLs");
     for (const auto& t : o.targets)
-        if (t.tls) throw Fatal(t.url + ": the chat load speaks ws:// only (wss:// is supported without --chat)");
+        if (t.tls != o.targets.front().tls) throw Fatal("the URLs are all ws:// or all wss://");
     if (o.rooms == 0) throw Fatal("--chat: at least 1 room");
     if (o.connections == 0) o.connections = o.rooms * o.members;
     if (o.connections == 0) throw Fatal("no connections");
@@ -126,13 +127,14 @@ std::string_view findStr(std::string_view s, std::string_view key) {
 
 // --- connections -----------------------------------------------------------------------------
 
-enum class St : std::uint8_t { unused, connecting, upgrading, setup, ready, dead };
+enum class St : std::uint8_t { unused, connecting, tls, upgrading, setup, ready, dead };
 enum class Role : std::uint8_t { member, filler, storm };
 
 constexpr std::size_t kRing = 64;  // send times kept per connection, by id % kRing
 
 struct Conn {
     int fd = -1;
+    SSL* ssl = nullptr;             // wss://
     St st = St::unused;
     Role role = Role::member;
     bool wantOut = false;
@@ -175,7 +177,16 @@ class Load {
 public:
     explicit Load(Options o) : opt_(std::move(o)), rbuf_(std::size_t{1} << 18) {
         pad_.assign(opt_.bodySize, 'x');
+        // wss://: partial writes, since frames are appended to the unsent bytes meanwhile.
+        if (opt_.targets.front().tls) tlsCtx_ = newTlsContext(opt_.verify, opt_.caFile, true, opt_.mode == Mode::idle);
     }
+    ~Load() {
+        for (auto& c : conns_)
+            if (c.ssl) SSL_free(c.ssl);
+        if (tlsCtx_) SSL_CTX_free(tlsCtx_);
+    }
+    Load(const Load&) = delete;
+    Load& operator=(const Load&) = delete;
     int run();
 
 private:
@@ -184,7 +195,11 @@ private:
     void openNext();
     void onEvent(std::size_t i, std::uint32_t ev);
     void onConnected(Conn& c);
+    void driveTls(Conn& c);
+    void startUpgrade(Conn& c);
+    long readSome(Conn& c);
     void onReadable(Conn& c);
+    void onBytes(Conn& c, std::size_t n);
     bool onUpgrade(Conn& c);
     std::size_t parseFrames(Conn& c, const std::uint8_t* p, std::size_t n, std::uint64_t rx);
     void onMessage(Conn& c, std::string_view m, std::uint64_t rx);
@@ -223,6 +238,8 @@ private:
     std::string pad_, scratch_;
     std::unique_ptr<EventFds> fds_;
     int ep_ = -1;  // fds_->epoll()
+    SSL_CTX* tlsCtx_ = nullptr;  // wss://
+    std::string tlsInfo_;        // what the first TLS connection agreed
     Phase phase_ = Phase::connecting;
     std::size_t openFrom_ = 0, nextToOpen_ = 0, openTo_ = 0, pending_ = 0, ready_ = 0, setupTried_ = 0;
     std::size_t fillersFrom_ = 0, fillersTo_ = 0, clientsFrom_ = 0, clientsTo_ = 0;
@@ -255,8 +272,10 @@ private:
 void Load::fail(Conn& c, const char* why, int err) {
     if (c.st == St::dead) return;
     if (reports_++ < 5) std::fprintf(stderr, "tongdao bench: connection %u failed: %s (%s)\n", c.index, why, std::strerror(err));
-    if (c.st == St::connecting || c.st == St::upgrading || c.st == St::setup) --pending_;
+    if (c.st == St::connecting || c.st == St::tls || c.st == St::upgrading || c.st == St::setup) --pending_;
     if (c.st == St::ready) --ready_;
+    if (c.ssl) SSL_free(c.ssl);
+    c.ssl = nullptr;
     if (c.fd >= 0) close(c.fd);
     c.fd = -1;
     c.st = St::dead;
@@ -301,6 +320,35 @@ void Load::onConnected(Conn& c) {
     c.wantOut = true;
     setWantOut(c, false);
     if (c.st == St::dead) return;
+    if (!tlsCtx_) return startUpgrade(c);
+    c.ssl = newTlsSession(tlsCtx_, c.fd, opt_.targets[c.node].host, opt_.verify);
+    if (!c.ssl) return fail(c, "TLS session", EPROTO);
+    c.st = St::tls;
+    driveTls(c);
+}
+
+void Load::driveTls(Conn& c) {
+    const int r = SSL_do_handshake(c.ssl);
+    if (r == 1) {
+        setWantOut(c, false);
+        if (c.st == St::dead) return;
+        if (tlsInfo_.empty()) tlsInfo_ = tlsAgreed(c.ssl);
+        return startUpgrade(c);
+    }
+    switch (SSL_get_error(c.ssl, r)) {
+    case SSL_ERROR_WANT_READ: return setWantOut(c, false);
+    case SSL_ERROR_WANT_WRITE: return setWantOut(c, true);
+    default: {
+        char why[256] = "TLS handshake";
+        if (const unsigned long e = ERR_get_error()) ERR_error_string_n(e, why, sizeof why);
+        ERR_clear_error();
+        return fail(c, why, EPROTO);
+    }
+    }
+}
+
+// RFC 6455 §4.1: the opening handshake's request, with a fresh key.
+void Load::startUpgrade(Conn& c) {
     std::array<unsigned char, 16> nonce{};
     const std::uint64_t r1 = randomU64(), r2 = randomU64();
     std::memcpy(nonce.data(), &r1, 8);
@@ -408,8 +456,23 @@ void Load::sendFrame(Conn& c, std::uint8_t opcode, std::string_view p) {
 }
 
 void Load::flush(Conn& c) {
-    while (c.st != St::dead && c.outOff < c.out.size()) {
-        const ssize_t w = send(c.fd, c.out.data() + c.outOff, c.out.size() - c.outOff, MSG_NOSIGNAL);
+    if (c.st == St::tls) return;  // the handshake first: startUpgrade writes the request
+    for (int turns = 0; c.st != St::dead && c.outOff < c.out.size() && turns < 1024; ++turns) {
+        const std::size_t n = c.out.size() - c.outOff;
+        if (c.ssl) {
+            // A retried SSL_write passes the same bytes (the buffer may have moved and grown).
+            const int w = SSL_write(c.ssl, c.out.data() + c.outOff, static_cast<int>(std::min<std::size_t>(n, 1 << 30)));
+            if (w > 0) {
+                c.outOff += static_cast<std::size_t>(w);
+                continue;
+            }
+            switch (SSL_get_error(c.ssl, w)) {
+            case SSL_ERROR_WANT_WRITE: return setWantOut(c, true);
+            case SSL_ERROR_WANT_READ: return;  // readable comes next, and reads, then writes again
+            default: ERR_clear_error(); return fail(c, "TLS write", EPROTO);
+            }
+        }
+        const ssize_t w = send(c.fd, c.out.data() + c.outOff, n, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) return setWantOut(c, true);
             if (errno == EINTR) continue;
@@ -430,22 +493,50 @@ void Load::onEvent(std::size_t i, std::uint32_t ev) {
     Conn& c = conns_[i];
     if (c.st == St::dead || c.st == St::unused) return;
     if (c.st == St::connecting) return onConnected(c);
+    if (c.st == St::tls) return driveTls(c);
     if (ev & EPOLLOUT) flush(c);
-    if (c.st != St::dead && (ev & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR))) onReadable(c);
+    // With TLS, a read may have waited for the socket to take a TLS message of its own.
+    const std::uint32_t readable = EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR | (c.ssl ? EPOLLOUT : 0u);
+    if (c.st != St::dead && (ev & readable)) onReadable(c);
+}
+
+// Bytes read (> 0), 0 when nothing is there yet, -1 when the connection failed.
+long Load::readSome(Conn& c) {
+    if (!c.ssl) {
+        const ssize_t r = read(c.fd, rbuf_.data(), rbuf_.size());
+        if (r > 0) return r;
+        if (r == 0) {
+            ++closes_;
+            fail(c, "server closed the connection", ECONNRESET);
+            return -1;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
+        fail(c, "read", errno);
+        return -1;
+    }
+    const int r = SSL_read(c.ssl, rbuf_.data(), static_cast<int>(rbuf_.size()));
+    if (r > 0) return r;
+    switch (SSL_get_error(c.ssl, r)) {
+    case SSL_ERROR_WANT_READ: return 0;
+    case SSL_ERROR_WANT_WRITE: setWantOut(c, true); return 0;  // a TLS message of its own wants out first
+    case SSL_ERROR_ZERO_RETURN: ++closes_; fail(c, "server sent close_notify", ECONNRESET); return -1;
+    default: ERR_clear_error(); ++closes_; fail(c, "TLS read", ECONNRESET); return -1;
+    }
 }
 
 void Load::onReadable(Conn& c) {
     // One read per readiness event (level-triggered): a busy connection cannot starve the others.
-    const ssize_t r = read(c.fd, rbuf_.data(), rbuf_.size());
-    if (r == 0) {
-        ++closes_;
-        return fail(c, "server closed the connection", ECONNRESET);
+    // TLS with read-ahead: OpenSSL may hold records it has read but not handed out, which epoll
+    // cannot see; they are read now (bounded).
+    for (int turns = 0; turns < 4096 && c.st != St::dead; ++turns) {
+        const long r = readSome(c);
+        if (r <= 0) return;
+        onBytes(c, static_cast<std::size_t>(r));
+        if (!c.ssl || c.st == St::dead || !SSL_has_pending(c.ssl)) return;
     }
-    if (r < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-        return fail(c, "read", errno);
-    }
-    const auto n = static_cast<std::size_t>(r);
+}
+
+void Load::onBytes(Conn& c, std::size_t n) {
     const std::uint64_t rx = nowNs();
     if (measuring(rx)) mRxBytes_ += n;
     if (c.st == St::upgrading) {
@@ -884,12 +975,12 @@ void Load::finish(std::uint64_t now) {
     const char* mode = opt_.mode == Mode::fanout ? "fanout" : opt_.mode == Mode::closed ? "closed" : opt_.mode == Mode::idle ? "idle" : "storm";
     const double per = secs > 0 ? 1.0 / secs : 0.0;
     if (opt_.report.json) {
-        std::printf("{\"url\":\"%s\",\"proto\":\"%s\",\"mode\":\"%s\",\"connections\":%zu,\"ready\":%zu,\"rooms\":%zu,\"errors\":%llu,\"closes\":%llu,"
+        std::printf("{\"url\":\"%s\",\"tls\":\"%s\",\"proto\":\"%s\",\"mode\":\"%s\",\"connections\":%zu,\"ready\":%zu,\"rooms\":%zu,\"errors\":%llu,\"closes\":%llu,"
                     "\"rejects\":%llu,\"seconds\":%.3f,\"sends\":%llu,\"acks\":%llu,\"deliveries\":%llu,\"sends_per_sec\":%.1f,"
                     "\"acks_per_sec\":%.1f,\"deliveries_per_sec\":%.1f,\"rx_bytes\":%llu,\"client_cpu_seconds\":%.3f,"
                     "\"unacked\":%llu,\"servers\":%zu,\"cross_deliveries\":%llu,\"cross_deliveries_per_sec\":%.1f,"
                     "\"drain_seconds\":%.3f,\"window_owed\":%llu,\"window_delivered\":%llu,",
-                    opt_.targets.front().url.c_str(), proto, mode, conns_.size(), ready_, opt_.rooms, static_cast<unsigned long long>(errors_),
+                    opt_.targets.front().url.c_str(), tlsInfo_.c_str(), proto, mode, conns_.size(), ready_, opt_.rooms, static_cast<unsigned long long>(errors_),
                     static_cast<unsigned long long>(closes_), static_cast<unsigned long long>(rejects_), secs,
                     static_cast<unsigned long long>(mSends_), static_cast<unsigned long long>(mAcks_),
                     static_cast<unsigned long long>(mDeliveries_), static_cast<double>(mSends_) * per,
@@ -924,8 +1015,8 @@ void Load::finish(std::uint64_t now) {
         sendLag_.writeJson(stdout, "send_lag_us");
         std::printf("}\n");
     } else {
-        std::printf("%s (%s, %s): %zu connections ready of %zu, %zu rooms, errors %llu (closes %llu, refused sends %llu)\n",
-                    opt_.targets.front().url.c_str(), proto, mode, ready_,
+        std::printf("%s (%s, %s%s%s): %zu connections ready of %zu, %zu rooms, errors %llu (closes %llu, refused sends %llu)\n",
+                    opt_.targets.front().url.c_str(), proto, mode, tlsInfo_.empty() ? "" : ", ", tlsInfo_.c_str(), ready_,
                     conns_.size(), opt_.rooms, static_cast<unsigned long long>(errors_), static_cast<unsigned long long>(closes_),
                     static_cast<unsigned long long>(rejects_));
         if (measured && opt_.mode != Mode::storm)
@@ -979,7 +1070,7 @@ int Load::run() {
     } else {
         openRange(clientsFrom_, clientsTo_, opt_.mode == Mode::storm ? Role::storm : Role::member);
     }
-    bool opening = true, fillStarted = false;
+    bool opening = true, fillStarted = false, stdinClosed = false;
     const std::uint64_t runStart = nowNs();
     std::uint64_t openDeadline = runStart + secsNs(opt_.rampUp + opt_.connectTimeout), phaseEnd = openDeadline;
     if (opt_.rampUp > 0 && (opt_.mode == Mode::fanout || opt_.mode == Mode::closed)) startTraffic(runStart);
@@ -1005,6 +1096,7 @@ int Load::run() {
                 const ssize_t r = read(STDIN_FILENO, b, sizeof b);
                 if (r <= 0) {
                     fds_->forgetStdin();
+                    stdinClosed = true;  // while opening: the opening goes on, the hold then ends at once
                     if (phase_ == Phase::hold || phase_ == Phase::waitGo) stop_ = true;
                 } else if (phase_ == Phase::waitGo) {
                     phaseEnd = 0;  // "go"
@@ -1029,7 +1121,8 @@ int Load::run() {
             for (std::size_t i = openFrom_; i < openTo_; ++i) {
                 Conn& c = conns_[i];
                 if (c.st == St::unused) ++errors_;
-                if (c.st == St::connecting || c.st == St::upgrading || c.st == St::setup) fail(c, "not set up before --connect-timeout", ETIMEDOUT);
+                if (c.st == St::connecting || c.st == St::tls || c.st == St::upgrading || c.st == St::setup)
+                    fail(c, "not set up before --connect-timeout", ETIMEDOUT);
             }
             opening = false;
             if (phase_ == Phase::filling && !fillStarted) {
@@ -1045,12 +1138,12 @@ int Load::run() {
             }
             if (opt_.mode == Mode::idle) {
                 phase_ = Phase::hold;
-                phaseEnd = now + secsNs(opt_.holdMax);
+                phaseEnd = stdinClosed ? now : now + secsNs(opt_.holdMax);
             } else if (opt_.mode == Mode::storm) {
                 if (opt_.goOnStdin) {
                     phaseLine(opt_.report, "ready");
                     phase_ = Phase::waitGo;
-                    phaseEnd = now + secsNs(opt_.holdMax);
+                    phaseEnd = stdinClosed ? now : now + secsNs(opt_.holdMax);  // no go can come any more
                 } else {
                     phase_ = Phase::waitGo;
                     phaseEnd = now;

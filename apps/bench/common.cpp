@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <openssl/evp.h>
+#include <openssl/x509v3.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
@@ -202,6 +203,53 @@ void Histogram::writeLine(std::FILE* f, const char* name, double div, const char
     std::fprintf(f, "%-14s p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f %s  (n=%llu)\n", name, v(quantile(0.5)),
                  v(quantile(0.9)), v(quantile(0.99)), v(quantile(0.999)), v(max_), unit, static_cast<unsigned long long>(count_));
 }
+
+// --- TLS ----------------------------------------------------------------------------------------
+
+SSL_CTX* newTlsContext(bool verify, const std::string& caFile, bool partialWrites, bool idle) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) throw Fatal("SSL_CTX_new failed");
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    // Read ahead: one read() takes whole records (and more) instead of a 5-byte header, then the rest.
+    SSL_CTX_set_read_ahead(ctx, 1);
+    long mode = SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
+    if (partialWrites) mode |= SSL_MODE_ENABLE_PARTIAL_WRITE;
+    if (idle) mode |= SSL_MODE_RELEASE_BUFFERS; // 10,000 idle connections: keep the load generator small
+    SSL_CTX_set_mode(ctx, mode);
+    if (!verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr); // --insecure
+        return ctx;
+    }
+    const bool loaded = caFile.empty() ? SSL_CTX_set_default_verify_paths(ctx) == 1
+                                       : SSL_CTX_load_verify_locations(ctx, caFile.c_str(), nullptr) == 1;
+    if (!loaded) {
+        SSL_CTX_free(ctx);
+        throw Fatal(caFile.empty() ? "cannot load the system's CA certificates" : "cannot read --ca " + caFile);
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    return ctx;
+}
+
+SSL* newTlsSession(SSL_CTX* ctx, int fd, const std::string& host, bool verify) {
+    SSL* ssl = SSL_new(ctx);
+    if (!ssl) return nullptr;
+    in_addr probe{};
+    const bool ip = inet_pton(AF_INET, host.c_str(), &probe) == 1;
+    bool ok = SSL_set_fd(ssl, fd) == 1;
+    if (ok && !ip) ok = SSL_set_tlsext_host_name(ssl, host.c_str()) == 1; // SNI names a host, never an address (RFC 6066 §3)
+    if (ok && verify) {
+        X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+        ok = (ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str()) : X509_VERIFY_PARAM_set1_host(param, host.c_str(), 0)) == 1;
+    }
+    if (!ok) {
+        SSL_free(ssl);
+        return nullptr;
+    }
+    SSL_set_connect_state(ssl);
+    return ssl;
+}
+
+std::string tlsAgreed(const SSL* ssl) { return std::string(SSL_get_version(ssl)) + " " + SSL_get_cipher_name(ssl); }
 
 // --- targets ------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@
 // instructions (the echo engine writes pre-built frames by reference).
 
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 
 #include <array>
 #include <cstdint>
@@ -103,6 +104,17 @@ private:
     double sum_ = 0;
 };
 
+/** A client TLS context for wss://: TLS 1.2 at least, read-ahead (whole records per read), a
+ *  write buffer that may move between retries (`partialWrites`: SSL_write may take part of
+ *  it), small buffers for idle connections (`idle`). With `verify` the chain is checked
+ *  against `caFile`, or the system's CAs; Fatal when they cannot be read. */
+SSL_CTX* newTlsContext(bool verify, const std::string& caFile, bool partialWrites, bool idle);
+/** A TLS session on `fd` towards `host`: SNI when it is a name, and with `verify` the name or
+ *  address the certificate must carry. Null when OpenSSL refuses. */
+SSL* newTlsSession(SSL_CTX* ctx, int fd, const std::string& host, bool verify);
+/** "TLSv1.3 TLS_AES_256_GCM_SHA384": what a session agreed. */
+std::string tlsAgreed(const SSL* ssl);
+
 /** One server to load: a ws:// or wss:// URL, resolved to an IPv4 address. */
 struct Target {
     std::string url, host, path;
@@ -134,6 +146,8 @@ struct LoadOptions {
     double connectTimeout = 60;     ///< opening every connection must finish within this (after the ramp)
     std::size_t connectBatch = 256; ///< connects + handshakes in progress at once
     std::vector<in_addr> sourceIps; ///< local addresses to connect from, round-robin
+    bool verify = true;             ///< wss://: check the certificate chain and the host name
+    std::string caFile;             ///< wss://: trust these CAs instead of the system's
     Report report;
 };
 

@@ -22,7 +22,6 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -294,7 +293,8 @@ public:
         if (opt_.targets.empty()) throw Fatal("no URL");
         tls_ = opt_.targets.front().tls;
         expectOpcode_ = opt_.binary ? 2 : 1;
-        if (tls_) setUpTls();
+        // A retried SSL_write passes the same bytes, possibly more of them (the window grew).
+        if (tls_) tlsCtx_ = newTlsContext(opt_.verify, opt_.caFile, false, opt_.idle);
         if (opt_.idle) return;  // idle connections send nothing
         payloads_ = makePayloads(opt_);
         plain_ = plainBodies(payloads_);
@@ -316,7 +316,6 @@ public:
     int run();
 
 private:
-    void setUpTls();
     void openNext();
     void onEvent(std::size_t i, std::uint32_t ev);
     void onConnected(Conn& c);
@@ -375,26 +374,6 @@ private:
     Progress progress_;
 };
 
-void Loadgen::setUpTls() {
-    tlsCtx_ = SSL_CTX_new(TLS_client_method());
-    if (!tlsCtx_) throw Fatal("SSL_CTX_new failed");
-    SSL_CTX_set_min_proto_version(tlsCtx_, TLS1_2_VERSION);
-    // Read ahead: one read() takes whole records (and more) instead of a 5-byte header, then the rest.
-    SSL_CTX_set_read_ahead(tlsCtx_, 1);
-    // A retried SSL_write passes the same bytes, possibly more of them (the window grew).
-    long mode = SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
-    if (opt_.idle) mode |= SSL_MODE_RELEASE_BUFFERS;  // 10,000 idle connections: keep loadgen small
-    SSL_CTX_set_mode(tlsCtx_, mode);
-    if (!opt_.verify) {
-        SSL_CTX_set_verify(tlsCtx_, SSL_VERIFY_NONE, nullptr);  // --insecure
-    } else {
-        const bool loaded = opt_.caFile.empty() ? SSL_CTX_set_default_verify_paths(tlsCtx_) == 1
-                                                : SSL_CTX_load_verify_locations(tlsCtx_, opt_.caFile.c_str(), nullptr) == 1;
-        if (!loaded) throw Fatal(opt_.caFile.empty() ? "cannot load the system's CA certificates" : "cannot read --ca " + opt_.caFile);
-        SSL_CTX_set_verify(tlsCtx_, SSL_VERIFY_PEER, nullptr);
-    }
-}
-
 void Loadgen::fail(Conn& c, const char* why) {
     if (c.state == State::dead) return;
     if (failReports_++ < 5) {
@@ -429,7 +408,7 @@ void Loadgen::markOpen(Conn& c) {
     --pending_;
     ++open_;
     if (c.deflate) ++deflateConns_;
-    if (c.ssl && tlsInfo_.empty()) tlsInfo_ = std::string(SSL_get_version(c.ssl)) + " " + SSL_get_cipher_name(c.ssl);
+    if (c.ssl && tlsInfo_.empty()) tlsInfo_ = tlsAgreed(c.ssl);
     if (sending_) startOn(c);  // --ramp-up: the traffic has started, this connection joins it
 }
 
@@ -511,19 +490,8 @@ void Loadgen::onConnected(Conn& c) {
     if (c.state == State::dead) return;
     if (opt_.raw) return markOpen(c);
     if (!tls_) return sendUpgrade(c);
-    c.ssl = SSL_new(tlsCtx_);
-    if (!c.ssl || SSL_set_fd(c.ssl, c.fd) != 1) return fail(c, "SSL_new");
-    const std::string& host = targetOf(c).host;
-    in_addr probe{};
-    const bool ip = inet_pton(AF_INET, host.c_str(), &probe) == 1;
-    if (!ip) SSL_set_tlsext_host_name(c.ssl, host.c_str());  // SNI names a host, never an address (RFC 6066 §3)
-    if (opt_.verify) {
-        // The name or address the certificate must carry.
-        X509_VERIFY_PARAM* param = SSL_get0_param(c.ssl);
-        if ((ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str()) : X509_VERIFY_PARAM_set1_host(param, host.c_str(), 0)) != 1)
-            return fail(c, "TLS host check");
-    }
-    SSL_set_connect_state(c.ssl);
+    c.ssl = newTlsSession(tlsCtx_, c.fd, targetOf(c).host, opt_.verify);
+    if (!c.ssl) return fail(c, "TLS session");
     c.state = State::tlsHandshaking;
     driveTls(c);
 }

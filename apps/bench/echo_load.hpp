@@ -17,8 +17,6 @@ namespace tongdao::bench {
 struct EchoOptions : LoadOptions {
     std::size_t size = 20;
     bool binary = true, raw = false, idle = false;
-    bool verify = true;             ///< wss://: check the certificate chain and the host name
-    std::string caFile;             ///< wss://: trust these CAs instead of the system's
     bool deflate = false, noContextTakeover = false, jsonMessages = false;
     std::uint64_t seed = 1;
 };

@@ -314,6 +314,45 @@ def main():
 
         checks.run("--chat --storm: every client catches up, in order", chat_storm)
 
+        def chat_tls():
+            openssl = shutil.which("openssl")
+            if not openssl:
+                print("  (no openssl command: the wss:// chat check is skipped)")
+                return
+            with tempfile.TemporaryDirectory() as d:
+                cert, key = self_signed(openssl, d)
+                tls_port = free_port()
+                tls_server = EchoServer(opts.server, extra=["--tls-port", str(tls_port), "--tls-cert", cert, "--tls-key", key,
+                                                            "--rate-limit", "100000", "--rate-burst", "100000"])
+                try:
+                    url = f"wss://127.0.0.1:{tls_port}/chat"
+                    fan, _ = bench_json(cli, url, "--chat", "2", "--members", "3", "-r", "5", "--drain", "0.5", "--ca", cert,
+                                        "--name-prefix", "tf", *SHORT)
+                    closed, _ = bench_json(cli, url.replace("127.0.0.1", "localhost"), "--chat", "2", "-c", "4", "-p", "8",
+                                           "--insecure", "--name-prefix", "tc", *SHORT)
+                    storm, _ = bench_json(cli, url, "--chat", "2", "-c", "4", "--storm", "50", "--ca", cert,
+                                          "--name-prefix", "ts", "--no-progress")
+                    refused = bench(cli, url, "--chat", "1", "-c", "2", "-d", "0.3", "--warmup", "0", "--connect-timeout", "5",
+                                    "--no-progress")
+                finally:
+                    tls_server.stop()
+            expect(fan["tls"].startswith("TLS") and fan["errors"] == 0 and fan["ready"] == 6, f"6 members over wss://: {fan}")
+            expect(fan["window_owed"] == fan["window_delivered"] > 0, f"every delivery over wss:// counted: {fan}")
+            expect(closed["errors"] == 0 and closed["acks"] > 0, f"closed loop over wss://, 8 in flight: {closed}")
+            expect(storm["caught_up"] == 4 and storm["storm_deliveries"] == 4 * 50 and storm["order_errors"] == 0,
+                   f"a storm over wss://: {storm}")
+            expect(refused.status == 1 and "certificate verify failed" in refused.stderr,
+                   "wss:// chat: a self-signed certificate refused without --ca or --insecure", refused)
+
+        checks.run("--chat over wss:// against tongdao-server's TLS port", chat_tls)
+
+        def chat_idle():
+            r = bench(cli, chat_url, "--chat", "1", "-c", "3", "--idle", "--phases", "--name-prefix", "id", "--no-progress")
+            expect(r.status == 0 and r.lines[:1] == ["# open 3 errors 0"] and "3 connections ready of 3" in r.stdout,
+                   "--chat --idle: standard input closed at once, every member still set up, then the hold ends", r)
+
+        checks.run("--chat --idle holds until standard input closes", chat_idle)
+
         def socketio():
             if not opts.node or not os.path.isdir(os.path.join(REPO, "node_modules", "socket.io")):
                 print("  (no node or no node_modules/socket.io: the Socket.IO check is skipped)")
@@ -346,7 +385,7 @@ def main():
                 (["ws://127.0.0.1:99999/"], "bad port"),
                 (["ws://no-such-host.invalid/"], "no IPv4 address"),
                 ([echo_url, "--no-context-takeover"], "goes with --deflate"),
-                (["wss://127.0.0.1:1/chat", "--chat", "2"], "ws:// only"),
+                ([chat_url, "wss://127.0.0.1:1/chat", "--chat", "2"], "all ws:// or all wss://"),
                 ([chat_url, "--chat", "2", "--deflate"], "echo options"),
                 ([echo_url, "-p", "0"], "--pipeline"),
             ]
