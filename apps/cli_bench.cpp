@@ -30,6 +30,15 @@ std::vector<in_addr> sourceAddresses(const std::string& list) {
     return out;
 }
 
+/** The URLs, parsed and resolved; `defaultPath` where a URL has none. */
+std::vector<bench::Target> targets(const BenchArgs& a, const std::string& defaultPath) {
+    std::vector<bench::Target> out;
+    for (const auto& url : a.urls) out.push_back(bench::parseTarget(url, defaultPath));
+    for (const auto& t : out)
+        if (t.tls != out.front().tls) throw bench::Fatal("the URLs are all ws:// or all wss://");
+    return out;
+}
+
 /** What the two engines take alike (the targets are parsed by each, with its default path). */
 void common(const BenchArgs& a, bench::LoadOptions& o) {
     o.connections = a.connections;
@@ -51,9 +60,7 @@ void common(const BenchArgs& a, bench::LoadOptions& o) {
 
 int runEchoBench(const BenchArgs& a) {
     bench::EchoOptions o;
-    for (const auto& url : a.urls) o.targets.push_back(bench::parseTarget(url, "/"));
-    for (const auto& t : o.targets)
-        if (t.tls != o.targets.front().tls) throw bench::Fatal("the URLs are all ws:// or all wss://");
+    o.targets = targets(a, "/");
     common(a, o);
     o.size = a.size ? a.size : 20;
     o.binary = !a.text && !a.jsonMessages; // JSON is text
@@ -76,7 +83,7 @@ int runChatBench(const BenchArgs& a) {
     bench::ChatOptions o;
     if (a.proto == "socketio") o.proto = bench::ChatProto::socketio;
     const char* path = o.proto == bench::ChatProto::tongdao ? "/chat" : "/socket.io/?EIO=4&transport=websocket";
-    for (const auto& url : a.urls) o.targets.push_back(bench::parseTarget(url, path));
+    o.targets = targets(a, path);
     o.mode = a.idle ? bench::ChatMode::idle
              : a.storm > 0 ? bench::ChatMode::storm
              : a.rate > 0  ? bench::ChatMode::fanout

@@ -77,8 +77,6 @@ using Mode = ChatMode;
 void normalize(Options& o) {
     if (o.targets.empty()) throw Fatal("no URL");
     if (o.targets.size() > 255) throw Fatal("at most 255 URLs");
-    for (const auto& t : o.targets)
-        if (t.tls != o.targets.front().tls) throw Fatal("the URLs are all ws:// or all wss://");
     if (o.rooms == 0) throw Fatal("--chat: at least 1 room");
     if (o.connections == 0) o.connections = o.rooms * o.members;
     if (o.connections == 0) throw Fatal("no connections");
