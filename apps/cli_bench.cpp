@@ -53,6 +53,7 @@ void common(const BenchArgs& a, bench::LoadOptions& o) {
     o.sourceIps = sourceAddresses(a.sourceIps);
     o.verify = !a.insecure;
     o.caFile = a.ca;
+    o.headers = a.headers;
     o.report.json = a.json;
     o.report.phases = a.phases;
     o.report.progress = !a.noProgress && isatty(STDERR_FILENO) == 1;
@@ -195,6 +196,17 @@ void addBench(CLI::App& app, BenchArgs& args, const std::function<void()>& selec
     c->add_option("--hold-max", args.holdMax, "--idle: hold at most this many seconds")->group(conn)->capture_default_str();
     c->add_flag("--insecure", args.insecure, "wss://: do not verify the server's certificate")->group(conn);
     c->add_option("--ca", args.ca, "wss://: trust the CAs in FILE (PEM) instead of the system's")->group(conn);
+    c->add_option("-H,--header", args.headers,
+                  "add \"Name: value\" to every opening handshake (repeatable), e.g. an Origin, a Referer or a cookie")
+        ->expected(1)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+        ->check([](const std::string& v) -> std::string {
+            const auto colon = v.find(':');
+            if (colon == std::string::npos || colon == 0) return "a header is \"Name: value\", not \"" + v + "\"";
+            if (v.find_first_of("\r\n") != std::string::npos) return "a header is one line";
+            return "";
+        })
+        ->group(conn);
     c->add_option("--source-ips", args.sourceIps, "local IPv4 addresses to connect from, round-robin (A,B,…)")->group(conn);
     c->add_option("--connect-batch", args.connectBatch, "connection handshakes in progress at once")
         ->check(CLI::Range(1, 100000))

@@ -21,6 +21,7 @@ struct BenchArgs {
     bool json = false, noProgress = false, phases = false, idle = false, text = false, deflate = false;
     bool noContextTakeover = false, jsonMessages = false, raw = false, insecure = false, goOnStdin = false;
     std::string ca, sourceIps, proto = "tongdao", namePrefix = "u", roomPrefix;
+    std::vector<std::string> headers;
 };
 
 /** Adds the `bench` subcommand; `selected` runs when the command line chose it. */

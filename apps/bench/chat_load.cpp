@@ -347,20 +347,12 @@ void Load::driveTls(Conn& c) {
 
 // RFC 6455 §4.1: the opening handshake's request, with a fresh key.
 void Load::startUpgrade(Conn& c) {
-    std::array<unsigned char, 16> nonce{};
-    const std::uint64_t r1 = randomU64(), r2 = randomU64();
-    std::memcpy(nonce.data(), &r1, 8);
-    std::memcpy(nonce.data() + 8, &r2, 8);
     c.mask = randomU64() | 1;
-    const std::string key = base64(nonce.data(), nonce.size());
+    const std::string key = newKey();
     c.accept = acceptFor(key);
-    std::string req = "GET " + opt_.targets[c.node].path + " HTTP/1.1\r\nHost: " + opt_.targets[c.node].hostHeader() +
-                      "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
-                      "\r\nSec-WebSocket-Version: 13\r\n";
-    if (opt_.proto == Proto::tongdao) req += "Sec-WebSocket-Protocol: tongdao.chat.v1\r\n";
-    req += "\r\n";
     c.st = St::upgrading;
-    c.out = std::move(req);
+    c.out = upgradeRequest(opt_.targets[c.node], key, opt_.headers,
+                           {opt_.proto == Proto::tongdao ? "Sec-WebSocket-Protocol: tongdao.chat.v1" : ""});
     c.outOff = 0;
     flush(c);
 }

@@ -298,6 +298,17 @@ Target parseTarget(const std::string& url, const std::string& defaultPath) {
     return t;
 }
 
+std::string upgradeRequest(const Target& t, const std::string& key, const std::vector<std::string>& headers,
+                           std::initializer_list<std::string_view> extra) {
+    std::string req = "GET " + t.path + " HTTP/1.1\r\nHost: " + t.hostHeader() +
+                      "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
+                      "\r\nSec-WebSocket-Version: 13\r\n";
+    for (const auto e : extra)
+        if (!e.empty()) req.append(e).append("\r\n");
+    for (const auto& h : headers) req.append(h).append("\r\n");
+    return req + "\r\n";
+}
+
 // --- reporting ----------------------------------------------------------------------------------
 
 void phaseLine(const Report& r, const std::string& text) {

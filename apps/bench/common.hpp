@@ -15,7 +15,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tongdao::bench {
@@ -148,8 +150,14 @@ struct LoadOptions {
     std::vector<in_addr> sourceIps; ///< local addresses to connect from, round-robin
     bool verify = true;             ///< wss://: check the certificate chain and the host name
     std::string caFile;             ///< wss://: trust these CAs instead of the system's
+    std::vector<std::string> headers; ///< "Name: value" fields added to every opening handshake
     Report report;
 };
+
+/** RFC 6455 §4.1: the opening handshake's request for `t` with `key`; `extra` and `headers`
+ *  are "Name: value" fields added to it. */
+std::string upgradeRequest(const Target& t, const std::string& key, const std::vector<std::string>& headers,
+                           std::initializer_list<std::string_view> extra);
 
 /** Prints a phase line ("# " + text) on stdout when the report asks for them. */
 void phaseLine(const Report& r, const std::string& text);

@@ -514,15 +514,12 @@ void Loadgen::sendUpgrade(Conn& c) {
     // RFC 6455 §4.1: a fresh random 16-byte nonce, base64-encoded, for each connection.
     const std::string key = newKey();
     c.accept = acceptFor(key);
-    const Target& t = targetOf(c);
-    std::string req = "GET " + t.path + " HTTP/1.1\r\nHost: " + t.hostHeader() +
-                      "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
-                      "\r\nSec-WebSocket-Version: 13\r\n";
-    if (opt_.deflate)
-        req += opt_.noContextTakeover
-                   ? "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover\r\n"
-                   : "Sec-WebSocket-Extensions: permessage-deflate\r\n";
-    req += "\r\n";
+    const std::string req = upgradeRequest(
+        targetOf(c), key, opt_.headers,
+        {!opt_.deflate               ? ""
+         : opt_.noContextTakeover ? "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; "
+                                    "server_no_context_takeover"
+                                  : "Sec-WebSocket-Extensions: permessage-deflate"});
     c.state = State::handshaking;
     // A fresh connection's send buffer always takes a request this small whole.
     if (writeSome(c, reinterpret_cast<const std::uint8_t*>(req.data()), req.size()) != static_cast<long>(req.size()))

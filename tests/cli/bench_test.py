@@ -353,6 +353,22 @@ def main():
 
         checks.run("--chat --idle holds until standard input closes", chat_idle)
 
+        def headers():
+            only = EchoServer(opts.server, extra=["--allowed-origin", "https://ok.example"])
+            try:
+                url = f"ws://127.0.0.1:{only.port}/chat"
+                refused = bench(cli, url, "--chat", "1", "-c", "2", "-d", "0.2", "--warmup", "0", "--no-progress")
+                res, _ = bench_json(cli, url, "--chat", "1", "-c", "2", "-H", "Origin: https://ok.example", "--name-prefix", "hd",
+                                    "-d", "0.5", "--warmup", "0", "--no-progress")
+            finally:
+                only.stop()
+            expect(refused.status == 1 and "403" in refused.stderr, "without the allowed Origin: refused with 403", refused)
+            expect(res["ready"] == 2 and res["errors"] == 0, f"-H 'Origin: …' is sent with the opening handshake: {res}")
+            bad = bench(cli, chat_url, "--chat", "1", "-H", "no colon")
+            expect(bad.status == 2 and "Name: value" in bad.stderr, "a header without a colon: exit 2", bad)
+
+        checks.run("-H adds header fields to the opening handshake", headers)
+
         def socketio():
             if not opts.node or not os.path.isdir(os.path.join(REPO, "node_modules", "socket.io")):
                 print("  (no node or no node_modules/socket.io: the Socket.IO check is skipped)")
