@@ -74,6 +74,7 @@ struct Settings {
     std::string deflate = "shared", durability = "full", logLevel = "info";
     std::string authSecretFile, apiKeyFile, webRoot, configFile;
     std::vector<std::string> certs, keys, trustedProxies;
+    bool noPlain = false;
     tongdao::Compression compression = tongdao::Compression::shared;
 };
 
@@ -97,6 +98,8 @@ void define(CLI::App& app, Settings& st) {
     opt("--tls-cert", st.certs, "PEM certificate chain for wss:// (repeat with --tls-key for SNI)");
     opt("--tls-key", st.keys, "PEM private key for the --tls-cert of the same position");
     opt("--tls-port", options.tlsPort, "port for wss:// and https:// (with --tls-cert)");
+    opt("--plain-host", options.plainHost, "address of the plain port instead of --host (e.g. 127.0.0.1 beside TLS)");
+    app.add_flag("--no-plain", st.noPlain, "no plain ws:// and http:// port at all (TLS only)")->envname("TONGDAO_NO_PLAIN");
     opt("--data-dir", chat.dataDir, "directory of the chat database (one node)");
     opt("--redis", chat.redis, "redis://[user:password@]host:port[/db]: share rooms with the other nodes on it");
     opt("--redis-cluster", chat.redisCluster, "Redis Cluster masters host:port,... (instead of --redis)")->delimiter(',');
@@ -155,6 +158,8 @@ std::string load(int argc, char** argv, Settings& st, int& exitStatus, bool& pri
     }
     exitStatus = 2;
     if (st.certs.size() != st.keys.size()) return "give one --tls-key for each --tls-cert";
+    if (st.noPlain && st.certs.empty()) return "--no-plain needs --tls-cert and --tls-key: no port would be left";
+    st.options.plain = !st.noPlain;
     for (std::size_t i = 0; i < st.certs.size(); ++i) st.options.tls.certificates.push_back({st.certs[i], st.keys[i]});
     for (const auto& item : st.trustedProxies) {
         std::string why;
@@ -194,6 +199,7 @@ std::vector<std::string> needRestart(const Settings& now, const Settings& next) 
     diff("port", a.port != b.port);
     diff("threads", a.threads != b.threads);
     diff("tls-port", a.tlsPort != b.tlsPort);
+    diff("plain-host/no-plain", a.plainHost != b.plainHost || a.plain != b.plain);
     diff("tls-cert/tls-key", now.certs != next.certs || now.keys != next.keys);
     diff("idle-timeout", now.idleTimeout != next.idleTimeout);
     diff("max-payload", now.maxPayload != next.maxPayload);
@@ -290,8 +296,12 @@ int main(int argc, char** argv) {
     };
     waitHup();
     const auto& h = options.host;
-    tongdao::log(tongdao::LogLevel::info, "tongdao-server listening on %s:%u with %u threads: chat ws://%s:%u/chat, echo /echo",
-                 h.c_str(), server.port(), server.threads(), h.c_str(), server.port());
+    const auto& ph = options.plainHost.empty() ? h : options.plainHost;
+    if (server.port())
+        tongdao::log(tongdao::LogLevel::info, "tongdao-server listening on %s:%u with %u threads: chat ws://%s:%u/chat, echo /echo",
+                     ph.c_str(), server.port(), server.threads(), ph.c_str(), server.port());
+    else
+        tongdao::log(tongdao::LogLevel::info, "tongdao-server with %u threads, no plain port (--no-plain)", server.threads());
     const char* hello = chat.anonymous ? "anonymous hello allowed" : "tokens required";
     if (!chat.redis.empty() || !chat.redisCluster.empty()) {
         // Credentials stay out of the log.
@@ -304,7 +314,9 @@ int main(int argc, char** argv) {
     else
         tongdao::log(tongdao::LogLevel::info, "chat data in %s (durability %s, %s)",
                      std::filesystem::absolute(chat.dataDir).c_str(), durability.c_str(), hello);
-    if (!webRoot.empty()) tongdao::log(tongdao::LogLevel::info, "web page from %s on http://%s:%u/", webRoot.c_str(), h.c_str(), server.port());
+    if (!webRoot.empty())
+        tongdao::log(tongdao::LogLevel::info, "web page from %s on %s://%s:%u/", webRoot.c_str(), server.port() ? "http" : "https",
+                     server.port() ? ph.c_str() : h.c_str(), server.port() ? server.port() : server.tlsPort());
     if (!options.trustedProxies.empty())
         tongdao::log(tongdao::LogLevel::info, "client addresses from X-Forwarded-For or X-Real-IP of %s",
                      rangesText(options.trustedProxies).c_str());

@@ -295,6 +295,8 @@ void Server::listen() {
     }
     if (!impl.options.tls.certificates.empty())
         impl.tls = std::make_unique<net::TlsServerContext>(impl.options.tls); // throws on a bad file
+    if (!impl.options.plain && !impl.tls) throw std::invalid_argument("no listener: the plain one is off and there is no TLS certificate");
+    const std::string& plainHost = impl.options.plainHost.empty() ? impl.options.host : impl.options.plainHost;
     std::uint16_t port = impl.options.port;
     std::uint16_t tlsPort = impl.options.tlsPort;
     for (auto& ctx : impl.loops) {
@@ -311,8 +313,10 @@ void Server::listen() {
                 }
             };
         };
-        c->listener = std::make_unique<net::Listener>(c->loop, net::Endpoint{impl.options.host, port}, true, accept(false));
-        port = c->listener->port();
+        if (impl.options.plain) {
+            c->listener = std::make_unique<net::Listener>(c->loop, net::Endpoint{plainHost, port}, true, accept(false));
+            port = c->listener->port();
+        }
         if (impl.tls) {
             c->tlsListener =
                 std::make_unique<net::Listener>(c->loop, net::Endpoint{impl.options.host, tlsPort}, true, accept(true));
@@ -330,7 +334,7 @@ void Server::listen() {
         });
     }
     impl.tlsPort = impl.tls ? tlsPort : 0;
-    impl.port = port;
+    impl.port = impl.options.plain ? port : 0;
 }
 
 void Server::run() {

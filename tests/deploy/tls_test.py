@@ -16,6 +16,7 @@ Exit 0 passed, 1 a check failed, 2 bad setup.
 """
 
 import argparse
+import http.client
 import asyncio
 import hashlib
 import json
@@ -24,6 +25,7 @@ import shutil
 import signal
 import socket
 import ssl
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +35,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from nginx_test import (SANITIZER_MARKS, SUBPROTOCOL, Checks, Client, Server, expect, fail_setup,  # noqa: E402
-                        free_port, json_lines, make_chain, openssl, run_cli)
+                        free_port, json_lines, make_chain, openssl, plain_get, run_cli, stop_process)
 
 
 def issue_other(d):
@@ -178,6 +180,58 @@ def main():
 
         checks.run("SIGHUP reloads the certificates; open connections go on; a broken file is kept out",
                    lambda: asyncio.run(asyncio.wait_for(renewal(), 60)))
+
+        def plain_listener():
+            # --no-plain: wss:// alone; --plain-host: the plain port on another address (loopback
+            # for /metrics and health checks) than the TLS one. The second pair: the first was
+            # broken on purpose by the renewal check.
+            def https_status(host, p):
+                c = http.client.HTTPSConnection(host, p, timeout=5, context=loose)
+                try:
+                    c.request("GET", "/health")
+                    return c.getresponse().status
+                finally:
+                    c.close()
+
+            def refused(host, p):
+                with socket.socket() as sock:
+                    sock.settimeout(2)
+                    return sock.connect_ex((host, p)) != 0
+
+            out = []
+            for extra, plain_addr, tls_addr in ((["--no-plain"], None, "127.0.0.1"),
+                                                (["--plain-host", "127.0.0.1"], "127.0.0.1", "127.0.0.2")):
+                p2, t2 = free_port(), free_port()
+                args = [a.server, "--host", tls_addr, "--port", str(p2), "--tls-port", str(t2), "--tls-cert", other_pem,
+                        "--tls-key", other_key, "--anonymous", "--data-dir", os.path.join(tmp, f"plain-{len(out)}")] + extra
+                proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        text=True)
+                try:
+                    deadline = time.monotonic() + 20
+                    while True:
+                        try:
+                            if https_status(tls_addr, t2) == 200:
+                                break
+                        except OSError:
+                            pass
+                        expect(proc.poll() is None and time.monotonic() < deadline,
+                               f"{' '.join(extra)}: healthy over https://{tls_addr}:{t2}", proc.returncode)
+                        time.sleep(0.05)
+                    if plain_addr is None:
+                        expect(refused("127.0.0.1", p2), "--no-plain: nothing listens on the plain port")
+                    else:
+                        status, _, _ = plain_get(p2, "/health")
+                        expect(status == 200, "--plain-host 127.0.0.1: /health on the plain port there", status)
+                        expect(refused("127.0.0.2", p2), "--plain-host: the plain port is not on --host")
+                        expect(refused("127.0.0.1", t2), "--plain-host: the TLS port stays on --host")
+                    out.append(" ".join(extra))
+                finally:
+                    stop_process(proc, 20.0, "tongdao-server")
+            r = subprocess.run([a.server, "--no-plain", "--data-dir", os.path.join(tmp, "plain-x")], capture_output=True,
+                               text=True, timeout=30)
+            expect(r.returncode == 2 and "--no-plain needs --tls-cert" in r.stderr, "--no-plain without TLS: exit 2", r.stderr)
+            return "; ".join(out) + "; --no-plain alone refused"
+        checks.run("--no-plain and --plain-host place the plain listener", plain_listener)
 
         def stopping():
             s = server.stop()

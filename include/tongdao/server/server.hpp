@@ -47,6 +47,12 @@ struct ServerOptions {
     /** With certificates, a TLS listener serves wss:// on `tlsPort` beside the plain port. */
     net::TlsServerOptions tls = {};
     std::uint16_t tlsPort = 8443;        ///< 0 picks a free port; see `Server::tlsPort()`
+    /** Where the plain listener (ws://, http://) binds: `host` when empty. Beside TLS, a
+     *  loopback address keeps /metrics and health checks off the network. */
+    std::string plainHost = {};
+    /** False: no plain listener at all (TLS only; `listen()` throws without certificates),
+     *  and `Server::port()` is 0. */
+    bool plain = true;
     /**
      * The proxies in front of the server: a request whose TCP peer is in one of these ranges
      * names its client in X-Forwarded-For or X-Real-IP (see `HttpRequest::clientAddress`).
