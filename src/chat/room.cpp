@@ -175,6 +175,7 @@ void Service::Impl::roomJoin(Room& room, SessionId sid, const std::string& user,
     if (room.members.contains(sid)) return done(true, room.seq, room.epoch);
     if (room.members.size() >= here().limits.maxRoomMembers) return done(false, room.seq, room.epoch);
     room.members.insert(sid);
+    room.idleSince = 0; // in use: the idle time counts again from the last member's leave
     ++room.loopMembers[loopOf(sid)];
     auto& on = room.online[user];
     if (on.connections++ == 0) {
@@ -193,6 +194,7 @@ void Service::Impl::roomJoin(Room& room, SessionId sid, const std::string& user,
 
 void Service::Impl::roomLeave(Room& room, SessionId sid, const std::string& user) {
     if (!room.members.erase(sid)) return;
+    room.idleSince = 0;
     --room.loopMembers[loopOf(sid)];
     const auto it = room.online.find(user);
     if (it == room.online.end() || it->second.connections == 0) return;
