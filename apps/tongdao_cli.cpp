@@ -1,4 +1,5 @@
-// tongdao: the command-line client, in the spirit of wscat and websocat.
+// tongdao: the command-line client (in the spirit of wscat and websocat), the terminal chat
+// client and the load generator.
 //
 //   tongdao connect URL [options]
 //   tongdao chat URL --room R [--name N] [options]   (cli_chat.cpp)
@@ -296,7 +297,9 @@ int main(int argc, char** argv) {
     Args args;
     std::vector<std::string> headers;
     bool insecure = false;
-    CLI::App app{"tongdao: the command-line WebSocket client of tongdao, in the spirit of wscat", "tongdao"};
+    CLI::App app{"tongdao: the command line of tongdao — connect (a WebSocket client in the spirit of wscat), chat (a\n"
+                 "terminal chat client) and bench (the load generator)",
+                 "tongdao"};
     app.require_subcommand(1);
     app.get_formatter()->column_width(34);
     addConnect(app, args, headers, insecure);
