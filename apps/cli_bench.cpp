@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 
 namespace tongdao::app {
 
@@ -101,6 +103,17 @@ int runChatBench(const BenchArgs& a) {
     o.drain = a.drain;
     o.namePrefix = a.namePrefix;
     o.roomPrefix = a.roomPrefix;
+    if (!a.tokenSecretFile.empty()) {
+        if (o.proto != bench::ChatProto::tongdao) throw bench::Fatal("--token-secret-file goes with the tongdao protocol");
+        std::ifstream in(a.tokenSecretFile, std::ios::binary);
+        std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        // As the server reads its --auth-secret-file: the surrounding whitespace is not the secret's.
+        const auto first = secret.find_first_not_of(" \t\r\n");
+        secret = first == std::string::npos ? "" : secret.substr(first, secret.find_last_not_of(" \t\r\n") - first + 1);
+        if (!in.good() && !in.eof()) throw bench::Fatal("cannot read --token-secret-file " + a.tokenSecretFile);
+        if (secret.empty()) throw bench::Fatal("--token-secret-file " + a.tokenSecretFile + " is empty or cannot be read");
+        o.tokenSecret = std::move(secret);
+    }
     if (a.deflate || a.jsonMessages || a.raw || a.text)
         throw bench::Fatal("--deflate, --json-messages, --raw and --text are echo options, not --chat ones");
     if (a.drain > 0 && o.mode != bench::ChatMode::fanout) throw bench::Fatal("--drain goes with --rate (fan-out)");
@@ -188,6 +201,10 @@ void addBench(CLI::App& app, BenchArgs& args, const std::function<void()>& selec
     c->add_flag("--go-on-stdin", args.goOnStdin, "--storm: print \"# ready\" and wait for a line on standard input")
         ->group(chat);
     c->add_option("--name-prefix", args.namePrefix, "user names start with this")->group(chat)->capture_default_str();
+    c->add_option("--token-secret-file", args.tokenSecretFile,
+                  "sign each member's hello token (HS256, its user name as sub) with the secret in FILE: the\n"
+                  "server's --auth-secret-file, for a server without --anonymous")
+        ->group(chat);
     c->add_option("--room-prefix", args.roomPrefix, "room names start with this (default: --name-prefix)")->group(chat);
 
     const std::string conn = "Connections";

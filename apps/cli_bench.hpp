@@ -22,6 +22,7 @@ struct BenchArgs {
     bool noContextTakeover = false, jsonMessages = false, raw = false, insecure = false, goOnStdin = false;
     std::string ca, sourceIps, proto = "tongdao", namePrefix = "u", roomPrefix;
     std::vector<std::string> headers;
+    std::string tokenSecretFile;
 };
 
 /** Adds the `bench` subcommand; `selected` runs when the command line chose it. */

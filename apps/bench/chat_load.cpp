@@ -175,6 +175,8 @@ class Load {
 public:
     explicit Load(Options o) : opt_(std::move(o)), rbuf_(std::size_t{1} << 18) {
         pad_.assign(opt_.bodySize, 'x');
+        tokenSeconds_ = static_cast<long>(opt_.connectTimeout + opt_.rampUp + opt_.warmup + opt_.duration + opt_.drain +
+                                          std::max(opt_.holdMax, opt_.stormTimeout)) + 3600;
         // wss://: partial writes, since frames are appended to the unsent bytes meanwhile.
         if (opt_.targets.front().tls) tlsCtx_ = newTlsContext(opt_.verify, opt_.caFile, true, opt_.mode == Mode::idle);
     }
@@ -237,6 +239,7 @@ private:
     std::unique_ptr<EventFds> fds_;
     int ep_ = -1;  // fds_->epoll()
     SSL_CTX* tlsCtx_ = nullptr;  // wss://
+    long tokenSeconds_ = 0;      // how long the hello tokens are valid
     std::string tlsInfo_;        // what the first TLS connection agreed
     Phase phase_ = Phase::connecting;
     std::size_t openFrom_ = 0, nextToOpen_ = 0, openTo_ = 0, pending_ = 0, ready_ = 0, setupTried_ = 0;
@@ -389,7 +392,12 @@ bool Load::onUpgrade(Conn& c) {
     c.st = St::setup;
     c.step = 0;
     if (opt_.proto == Proto::tongdao) {
-        const std::string hello = "{\"op\":\"hello\",\"id\":1,\"v\":1,\"name\":\"" + userName(c) + "\"}";
+        const std::string user = userName(c);
+        // Valid for the whole run and an hour more: a connection whose token expires is closed.
+        const std::string hello =
+            opt_.tokenSecret.empty()
+                ? "{\"op\":\"hello\",\"id\":1,\"v\":1,\"name\":\"" + user + "\"}"
+                : "{\"op\":\"hello\",\"id\":1,\"v\":1,\"token\":\"" + hs256Token(opt_.tokenSecret, user, user, tokenSeconds_) + "\"}";
         sendText(c, hello);
     }
     // Socket.IO: the server speaks first (the Engine.IO open packet).

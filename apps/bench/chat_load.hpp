@@ -25,6 +25,9 @@ struct ChatOptions : LoadOptions {
     std::size_t behind = 2000, fillersPerRoom = 0;
     double stormTimeout = 300, drain = 0;
     bool goOnStdin = false;
+    /** Not empty: every member says hello with an HS256 token signed with this (its user name
+     *  as `sub`), for servers without --anonymous; empty: hello {name}. */
+    std::string tokenSecret;
 };
 
 /** Runs the load to its end; the exit status (0 when any member was set up). */

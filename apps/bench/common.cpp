@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/x509v3.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -21,6 +22,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <ctime>
+#include <string_view>
 
 namespace tongdao::bench {
 
@@ -52,6 +55,30 @@ std::string acceptFor(const std::string& key) {
     unsigned int mdLen = 0;
     EVP_Digest(in.data(), in.size(), md, &mdLen, EVP_sha1(), nullptr);
     return base64(md, mdLen);
+}
+
+namespace {
+/** RFC 4648 §5: base64url, unpadded, as JWTs use it. */
+std::string base64url(const unsigned char* data, std::size_t n) {
+    std::string s = base64(data, n);
+    for (char& ch : s) ch = ch == '+' ? '-' : ch == '/' ? '_' : ch;
+    while (!s.empty() && s.back() == '=') s.pop_back();
+    return s;
+}
+std::string base64url(std::string_view s) { return base64url(reinterpret_cast<const unsigned char*>(s.data()), s.size()); }
+} // namespace
+
+std::string hs256Token(const std::string& secret, const std::string& sub, const std::string& name, long seconds) {
+    // The names are the load generator's own (letters, digits, - _ .): nothing to escape in JSON.
+    const long exp = static_cast<long>(std::time(nullptr)) + seconds;
+    const std::string signing = base64url(R"({"alg":"HS256","typ":"JWT"})") + "." +
+                                base64url(R"({"sub":")" + sub + R"(","name":")" + name + R"(","exp":)" + std::to_string(exp) + "}");
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int macLen = 0;
+    if (!HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<const unsigned char*>(signing.data()),
+              signing.size(), mac, &macLen))
+        throw Fatal("HMAC-SHA256 failed");
+    return signing + "." + base64url(mac, macLen);
 }
 
 std::string newKey() {

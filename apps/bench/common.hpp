@@ -34,6 +34,9 @@ double cpuSeconds();    ///< this process's user + system CPU time
 std::string base64(const unsigned char* data, std::size_t n);
 /** RFC 6455 §4.2.2: base64(SHA-1(key + GUID)). */
 std::string acceptFor(const std::string& key);
+/** An HS256 JWT (RFC 7519) for `sub`, named `name`, valid `seconds` from now, signed with
+ *  `secret`: what docs/PROTOCOL.md §9 takes in `hello {token}`. */
+std::string hs256Token(const std::string& secret, const std::string& sub, const std::string& name, long seconds);
 /** A fresh Sec-WebSocket-Key: 16 random bytes, base64. */
 std::string newKey();
 void randomBytes(void* p, std::size_t n);

@@ -33,7 +33,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from cli_test import Checks, PyServer, expect, run_cli, self_signed  # noqa: E402
-from echo_server import EchoServer, ManagedProcess, free_port  # noqa: E402
+from echo_server import EchoServer, ManagedProcess, free_port, stop_process  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 SHORT = ["-d", "1.5", "--warmup", "0.3", "--no-progress"]
@@ -368,6 +368,33 @@ def main():
             expect(bad.status == 2 and "Name: value" in bad.stderr, "a header without a colon: exit 2", bad)
 
         checks.run("-H adds header fields to the opening handshake", headers)
+
+        def tokens():
+            with tempfile.TemporaryDirectory() as d:
+                secret, wrong = os.path.join(d, "secret"), os.path.join(d, "wrong")
+                with open(secret, "w") as f:
+                    f.write("  0123456789abcdef0123456789abcdef\n")  # the whitespace is not the secret's
+                with open(wrong, "w") as f:
+                    f.write("fedcba9876543210fedcba9876543210\n")
+                authed = subprocess.Popen([opts.server, "--host", "127.0.0.1", "--port", str(port := free_port()),
+                                           "--threads", "1", "--auth-secret-file", secret, "--data-dir", d,
+                                           "--rate-limit", "100000", "--rate-burst", "100000"],
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    wait_port(port, authed, "tongdao-server --auth-secret-file")
+                    url = f"ws://127.0.0.1:{port}/chat"
+                    anonymous = bench(cli, url, "--chat", "1", "-c", "2", "-d", "0.2", "--warmup", "0", "--no-progress")
+                    signed, _ = bench_json(cli, url, "--chat", "2", "-c", "4", "--token-secret-file", secret, *SHORT)
+                    forged = bench(cli, url, "--chat", "1", "-c", "2", "--token-secret-file", wrong, "-d", "0.2",
+                                   "--warmup", "0", "--no-progress")
+                finally:
+                    stop_process(authed)
+            expect(anonymous.status == 1 and "unauthorized" in anonymous.stderr, "no token: hello refused", anonymous)
+            expect(signed["ready"] == 4 and signed["errors"] == 0 and signed["acks"] > 0,
+                   f"tokens signed with the server's secret: every member set up and sending: {signed}")
+            expect(forged.status == 1 and "unauthorized" in forged.stderr, "tokens signed with another secret: refused", forged)
+
+        checks.run("--token-secret-file signs each member's hello token", tokens)
 
         def socketio():
             if not opts.node or not os.path.isdir(os.path.join(REPO, "node_modules", "socket.io")):
