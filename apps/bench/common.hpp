@@ -1,6 +1,7 @@
 #pragma once
-// What the two engines of `tongdao bench` share: clocks, the opening handshake's key and
-// accept value, randomness, epoll, the latency histogram, the targets, the pacing of connects
+// What the two engines of `tongdao bench` share: clocks, randomness, the opening handshake
+// (its request, key and accept value), hello tokens, the event descriptors and the connect,
+// TLS set-up, the latency histogram, the targets and options, the pacing of connects
 // (--ramp-up), the phase lines for drivers and the live progress line.
 //
 // The engines (echo_load.cpp, chat_load.cpp) are a WebSocket client of their own on plain epoll
