@@ -36,8 +36,10 @@ std::vector<in_addr> sourceAddresses(const std::string& list) {
 std::vector<bench::Target> targets(const BenchArgs& a, const std::string& defaultPath) {
     std::vector<bench::Target> out;
     for (const auto& url : a.urls) out.push_back(bench::parseTarget(url, defaultPath));
-    for (const auto& t : out)
+    for (const auto& t : out) {
         if (t.tls != out.front().tls) throw bench::Fatal("the URLs are all ws:// or all wss://");
+        if (t.v6() && !a.sourceIps.empty()) throw bench::Fatal(t.url + ": --source-ips are IPv4 addresses, the host is IPv6");
+    }
     return out;
 }
 

@@ -300,7 +300,7 @@ void Load::openNext() {
     ++pending_;
     ++setupTried_;
     const char* step = nullptr;
-    c.fd = connectTcp(opt_.targets[c.node].addr, opt_.sourceIps.empty() ? nullptr : &opt_.sourceIps[i % opt_.sourceIps.size()],
+    c.fd = connectTcp(opt_.targets[c.node], opt_.sourceIps.empty() ? nullptr : &opt_.sourceIps[i % opt_.sourceIps.size()],
                       step);
     if (c.fd < 0) return fail(c, step, errno);
     c.wantOut = true;

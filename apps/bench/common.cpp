@@ -151,14 +151,14 @@ void EventFds::consumeTimer() {
 
 void EventFds::forgetStdin() { watch(ep_, EPOLL_CTL_DEL, STDIN_FILENO, 0, 0); }
 
-int connectTcp(const sockaddr_in& dest, const in_addr* source, const char*& step) {
+int connectTcp(const Target& dest, const in_addr* source, const char*& step) {
     step = "socket";
-    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const int fd = socket(dest.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     const int one = 1;
     // Without this, small frames wait for the peer's ACK (Nagle).
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (source) {
+    if (source && !dest.v6()) {
         setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
         sockaddr_in src{};
         src.sin_family = AF_INET;
@@ -172,7 +172,7 @@ int connectTcp(const sockaddr_in& dest, const in_addr* source, const char*& step
         }
     }
     step = "connect";
-    if (connect(fd, reinterpret_cast<const sockaddr*>(&dest), sizeof dest) != 0 && errno != EINPROGRESS) {
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&dest.addr), dest.addrLen) != 0 && errno != EINPROGRESS) {
         const int err = errno;
         close(fd);
         errno = err;
@@ -260,8 +260,8 @@ SSL_CTX* newTlsContext(bool verify, const std::string& caFile, bool partialWrite
 SSL* newTlsSession(SSL_CTX* ctx, int fd, const std::string& host, bool verify) {
     SSL* ssl = SSL_new(ctx);
     if (!ssl) return nullptr;
-    in_addr probe{};
-    const bool ip = inet_pton(AF_INET, host.c_str(), &probe) == 1;
+    in6_addr probe{};
+    const bool ip = inet_pton(AF_INET, host.c_str(), &probe) == 1 || inet_pton(AF_INET6, host.c_str(), &probe) == 1;
     bool ok = SSL_set_fd(ssl, fd) == 1;
     if (ok && !ip) ok = SSL_set_tlsext_host_name(ssl, host.c_str()) == 1; // SNI names a host, never an address (RFC 6066 §3)
     if (ok && verify) {
@@ -298,14 +298,25 @@ Target parseTarget(const std::string& url, const std::string& defaultPath) {
     if (!t.path.empty() && t.path[0] == '?') t.path = "/" + t.path;
     if (authority.find('@') != std::string::npos) throw Fatal(url + ": user information in the URL is not supported");
     std::string port;
-    if (!authority.empty() && authority[0] == '[') throw Fatal(url + ": IPv6 hosts are not supported (the load is IPv4)");
-    const std::size_t colon = authority.rfind(':');
-    if (colon != std::string::npos) {
-        port = authority.substr(colon + 1);
-        authority.resize(colon);
+    if (!authority.empty() && authority[0] == '[') {
+        // RFC 3986 §3.2.2: an IPv6 literal in brackets, then maybe :port.
+        const std::size_t close = authority.find(']');
+        if (close == std::string::npos) throw Fatal(url + ": no ']' after the IPv6 address");
+        t.host = authority.substr(1, close - 1);
+        const std::string after = authority.substr(close + 1);
+        if (!after.empty() && after[0] != ':') throw Fatal(url + ": what follows the IPv6 address is not :PORT");
+        if (!after.empty()) port = after.substr(1);
+        in6_addr probe{};
+        if (inet_pton(AF_INET6, t.host.c_str(), &probe) != 1) throw Fatal(url + ": \"" + t.host + "\" is not an IPv6 address");
+    } else {
+        const std::size_t colon = authority.rfind(':');
+        if (colon != std::string::npos) {
+            port = authority.substr(colon + 1);
+            authority.resize(colon);
+        }
+        t.host = authority;
     }
-    if (authority.empty()) throw Fatal(url + ": no host");
-    t.host = authority;
+    if (t.host.empty()) throw Fatal(url + ": no host");
     unsigned long p = t.tls ? 443 : 80;
     if (!port.empty()) {
         char* end = nullptr;
@@ -313,16 +324,23 @@ Target parseTarget(const std::string& url, const std::string& defaultPath) {
         if (*end != '\0' || p == 0 || p > 65535) throw Fatal(url + ": bad port \"" + port + "\"");
     }
     t.port = static_cast<std::uint16_t>(p);
-    addrinfo hints{};
-    hints.ai_family = AF_INET;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* res = nullptr;
-    if (const int rc = getaddrinfo(t.host.c_str(), nullptr, &hints, &res); rc != 0 || !res)
-        throw Fatal(url + ": " + t.host + " has no IPv4 address (" + gai_strerror(rc) + ")");
-    std::memcpy(&t.addr, res->ai_addr, sizeof t.addr);
-    freeaddrinfo(res);
-    t.addr.sin_port = htons(t.port);
-    return t;
+    // IPv4 first: a name such as localhost often has both, and servers listen on 127.0.0.1.
+    int rc = 0;
+    for (const int family : {AF_INET, AF_INET6}) {
+        addrinfo hints{};
+        hints.ai_family = family;
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo* res = nullptr;
+        rc = getaddrinfo(t.host.c_str(), nullptr, &hints, &res);
+        if (rc != 0 || !res) continue;
+        std::memcpy(&t.addr, res->ai_addr, res->ai_addrlen);
+        t.addrLen = res->ai_addrlen;
+        freeaddrinfo(res);
+        if (family == AF_INET) reinterpret_cast<sockaddr_in*>(&t.addr)->sin_port = htons(t.port);
+        else reinterpret_cast<sockaddr_in6*>(&t.addr)->sin6_port = htons(t.port);
+        return t;
+    }
+    throw Fatal(url + ": " + t.host + " has no address (" + gai_strerror(rc) + ")");
 }
 
 std::string upgradeRequest(const Target& t, const std::string& key, const std::vector<std::string>& headers,

@@ -11,6 +11,7 @@
 
 #include <netinet/in.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <cstdint>
@@ -68,11 +69,6 @@ private:
     void closeAll();
     int ep_ = -1, timer_ = -1, sig_ = -1;
 };
-
-/** A non-blocking TCP socket (TCP_NODELAY) connecting to `dest`, from `source` when given (its
- *  port chosen at connect(), so each source address has its own range); -1 with errno set
- *  and `step` naming the call that failed. */
-int connectTcp(const sockaddr_in& dest, const in_addr* source, const char*& step);
 /** Takes all the descriptors the hard limit allows; Fatal when `need` do not fit. */
 void raiseFdLimit(std::size_t need);
 
@@ -121,18 +117,28 @@ SSL* newTlsSession(SSL_CTX* ctx, int fd, const std::string& host, bool verify);
 /** "TLSv1.3 TLS_AES_256_GCM_SHA384": what a session agreed. */
 std::string tlsAgreed(const SSL* ssl);
 
-/** One server to load: a ws:// or wss:// URL, resolved to an IPv4 address. */
+/** One server to load: a ws:// or wss:// URL, resolved to an address (IPv4 first, or IPv6). */
 struct Target {
-    std::string url, host, path;
+    std::string url, host, path; ///< host without the brackets of an IPv6 literal
     std::uint16_t port = 0;
     bool tls = false;
-    sockaddr_in addr{};
-    std::string hostHeader() const { return host + ":" + std::to_string(port); }
+    sockaddr_storage addr{};
+    socklen_t addrLen = 0;
+    bool v6() const { return addr.ss_family == AF_INET6; }
+    std::string hostHeader() const {
+        return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+    }
 };
 
-/** Parses and resolves `url`; Fatal with the reason when it is not ws:// or wss:// or does not
- *  resolve to an IPv4 address. `defaultPath` stands for an empty path. */
+/** Parses and resolves `url` (a name to its IPv4 address if it has one, else its IPv6 one;
+ *  `[::1]` for an IPv6 literal); Fatal with the reason when it is not ws:// or wss:// or does
+ *  not resolve. `defaultPath` stands for an empty path. */
 Target parseTarget(const std::string& url, const std::string& defaultPath);
+
+/** A non-blocking TCP socket (TCP_NODELAY) connecting to `dest`, from `source` when given (an
+ *  IPv4 target; its port chosen at connect(), so each source address has its own range); -1
+ *  with errno set and `step` naming the call that failed. */
+int connectTcp(const Target& dest, const in_addr* source, const char*& step);
 
 /** How a run reports. */
 struct Report {

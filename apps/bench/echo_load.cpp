@@ -418,7 +418,7 @@ void Loadgen::openNext() {
     c.state = State::connecting;
     ++pending_;
     const char* step = nullptr;
-    c.fd = connectTcp(targetOf(c).addr, opt_.sourceIps.empty() ? nullptr : &opt_.sourceIps[i % opt_.sourceIps.size()], step);
+    c.fd = connectTcp(targetOf(c), opt_.sourceIps.empty() ? nullptr : &opt_.sourceIps[i % opt_.sourceIps.size()], step);
     if (c.fd < 0) return fail(c, step);
     c.wantOut = true;  // writable = connected (or failed); reads are enabled after that
     if (!watch(ep_, EPOLL_CTL_ADD, c.fd, EPOLLOUT, i)) return fail(c, "epoll_ctl");

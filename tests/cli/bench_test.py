@@ -240,6 +240,17 @@ def main():
 
         checks.run("several URLs share the connections", several_urls, needs_websockets=True)
 
+        def ipv6():
+            with PyServer(echo, host="::1") as py:
+                res, _ = bench_json(cli, py.url("/"), "-c", "3", "-p", "4", *SHORT)
+                expect(py.url("/").startswith("ws://[::1]:"), f"an IPv6 literal in the URL: {py.url('/')}")
+            check_echo(res, 3, "ws://[::1]")
+            expect(py.record.get("connections") == 3, f"the connections reached the IPv6 server: {py.record}")
+            bad = bench(cli, "ws://[::1/", "-d", "0.2")
+            expect(bad.status == 2 and "no ']'" in bad.stderr, "an IPv6 literal without its ']': exit 2", bad)
+
+        checks.run("ws://[::1]: IPv6 literals", ipv6, needs_websockets=True)
+
         def idle():
             # Standard input closes at once: the connections still open, then the hold ends.
             r = bench(cli, echo_url, "--idle", "-c", "5", "--phases", "--no-progress")
@@ -426,7 +437,7 @@ def main():
             cases = [
                 (["http://127.0.0.1:1/"], "ws://HOST:PORT/PATH"),
                 (["ws://127.0.0.1:99999/"], "bad port"),
-                (["ws://no-such-host.invalid/"], "no IPv4 address"),
+                (["ws://no-such-host.invalid/"], "has no address"),
                 ([echo_url, "--no-context-takeover"], "goes with --deflate"),
                 ([chat_url, "wss://127.0.0.1:1/chat", "--chat", "2"], "all ws:// or all wss://"),
                 ([chat_url, "--chat", "2", "--deflate"], "echo options"),

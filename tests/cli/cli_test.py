@@ -163,10 +163,11 @@ class Interactive:
 # --- Python websockets servers -----------------------------------------------------------
 
 class PyServer:
-    """A `websockets` server on a loopback port, in a thread with its own event loop.
+    """A `websockets` server on a loopback port (of `host`), in a thread with its own event loop.
     `handler(ws, record)` is a coroutine; `record` is a dict the test reads afterwards."""
 
-    def __init__(self, handler, **serve_args):
+    def __init__(self, handler, host="127.0.0.1", **serve_args):
+        self.host = host
         self.record = {}
         self.port = None
         self.error = None
@@ -188,7 +189,7 @@ class PyServer:
 
         try:
             server = self._loop.run_until_complete(
-                websockets.serve(wrapped, "127.0.0.1", 0, close_timeout=5, **serve_args))
+                websockets.serve(wrapped, self.host, 0, close_timeout=5, **serve_args))
             self.port = list(server.sockets)[0].getsockname()[1]
         except Exception as e:
             self.error = e
@@ -204,7 +205,8 @@ class PyServer:
         self._loop.close()
 
     def url(self, path="/"):
-        return f"ws://127.0.0.1:{self.port}{path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}{path}"
 
     def stop(self):
         self._loop.call_soon_threadsafe(self._loop.stop)
