@@ -24,7 +24,6 @@ import os
 import pty
 import select
 import shutil
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -273,14 +272,11 @@ def main():
         checks.run("against Node's ws", node_ws)
 
         def tls():
-            openssl = shutil.which("openssl")
-            if not openssl:
-                print("  (no openssl command: the wss:// checks are skipped)")
-                return
-            with tempfile.TemporaryDirectory() as d:
-                cert, key = self_signed(openssl, d)
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                ctx.load_cert_chain(cert, key)
+            with self_signed() as made:
+                if made is None:
+                    print("  (no openssl command: the wss:// checks are skipped)")
+                    return
+                cert, _, ctx = made
                 with PyServer(echo, ssl=ctx) as py:
                     url = f"wss://127.0.0.1:{py.port}/"
                     refused = bench(cli, url, "-c", "2", "-d", "0.5", "--warmup", "0", "--connect-timeout", "5", "--no-progress")
@@ -326,12 +322,11 @@ def main():
         checks.run("--chat --storm: every client catches up, in order", chat_storm)
 
         def chat_tls():
-            openssl = shutil.which("openssl")
-            if not openssl:
-                print("  (no openssl command: the wss:// chat check is skipped)")
-                return
-            with tempfile.TemporaryDirectory() as d:
-                cert, key = self_signed(openssl, d)
+            with self_signed() as made:
+                if made is None:
+                    print("  (no openssl command: the wss:// chat check is skipped)")
+                    return
+                cert, key, _ = made
                 tls_port = free_port()
                 tls_server = EchoServer(opts.server, extra=["--tls-port", str(tls_port), "--tls-cert", cert, "--tls-key", key,
                                                             "--rate-limit", "100000", "--rate-burst", "100000"])

@@ -11,6 +11,7 @@ by their pid (SIGTERM, then SIGKILL). The checks that need Python's `websockets`
 
 import argparse
 import asyncio
+import contextlib
 import base64
 import hashlib
 import json
@@ -265,14 +266,24 @@ async def close_1011(ws, record):
     await ws.close(1011, "oops")
 
 
-def self_signed(openssl, d):
-    """A key and a self-signed certificate for 127.0.0.1 and localhost in directory d: (cert, key)."""
-    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
+@contextlib.contextmanager
+def self_signed():
+    """A key and a self-signed certificate for 127.0.0.1 and localhost, in a temporary
+    directory while the block runs: (cert path, key path, a server SSLContext holding them),
+    or None when there is no openssl command (the caller says it skips)."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "1", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                       check=True, capture_output=True, timeout=60)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        yield cert, key, ctx
 
 
 # --- the checks --------------------------------------------------------------------------
@@ -547,14 +558,11 @@ def main():
     checks.run("a close with 1011 exits 1", abnormal_close, needs_websockets=True)
 
     def tls():
-        openssl = shutil.which("openssl")
-        if not openssl:
-            print("  (no openssl command: the wss:// checks are skipped)")
-            return
-        with tempfile.TemporaryDirectory() as d:
-            cert, key = self_signed(openssl, d)
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(cert, key)
+        with self_signed() as made:
+            if made is None:
+                print("  (no openssl command: the wss:// checks are skipped)")
+                return
+            _, _, ctx = made
             with PyServer(send_headers_then_close, ssl=ctx) as py:
                 url = f"wss://127.0.0.1:{py.port}/tls"
                 verified = run_cli(cli, "connect", url, keep_stdin_open=True, timeout=20)
