@@ -101,8 +101,13 @@ void define(CLI::App& app, Settings& st) {
     opt("--plain-host", options.plainHost, "address of the plain port instead of --host (e.g. 127.0.0.1 beside TLS)");
     app.add_flag("--no-plain", st.noPlain, "no plain ws:// and http:// port at all (TLS only)")->envname("TONGDAO_NO_PLAIN");
     opt("--data-dir", chat.dataDir, "directory of the chat database (one node)");
-    opt("--redis", chat.redis, "redis://[user:password@]host:port[/db]: share rooms with the other nodes on it");
+    opt("--redis", chat.redis,
+        "redis://[user:password@]host:port[/db], or redis-sentinel://[user:password@]host:port[,...][/db]#master: "
+        "share rooms with the other nodes on it");
     opt("--redis-cluster", chat.redisCluster, "Redis Cluster masters host:port,... (instead of --redis)")->delimiter(',');
+    opt("--redis-wait-replicas", chat.redisWaitReplicas,
+        "ack and deliver an event once this many replicas have it (Redis WAIT; 0: on the master's word)")
+        ->check(CLI::Range(0, 16));
     opt("--node-id", chat.nodeId, "this node's name among several (default: random)");
     opt("--durability", st.durability, "full: an ack survives power loss; normal: a killed process")
         ->check(CLI::IsMember({"full", "normal"}));
@@ -306,9 +311,11 @@ int main(int argc, char** argv) {
     if (!chat.redis.empty() || !chat.redisCluster.empty()) {
         // Credentials stay out of the log.
         const auto at = chat.redis.rfind('@');
+        const auto scheme = chat.redis.find("://");
         const auto where = chat.redis.empty() ? "Cluster at " + chat.redisCluster.front()
-                           : at == std::string::npos ? chat.redis
-                                                     : "redis://***@" + chat.redis.substr(at + 1);
+                           : at == std::string::npos || scheme == std::string::npos
+                               ? chat.redis
+                               : chat.redis.substr(0, scheme + 3) + "***@" + chat.redis.substr(at + 1);
         tongdao::log(tongdao::LogLevel::info, "chat data in Redis %s (%s)", where.c_str(), hello);
     }
     else

@@ -6,6 +6,7 @@
 #include <hiredis/hiredis.h>
 
 #include <asio/connect.hpp>
+#include <asio/post.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/write.hpp>
 
@@ -13,6 +14,8 @@
 
 #include <array>
 #include <charconv>
+#include <cstdlib>
+#include <cstring>
 #include <chrono>
 #include <stdexcept>
 
@@ -129,6 +132,55 @@ Endpoint parseUrl(std::string_view url) {
     return ep;
 }
 
+Topology parseTopology(std::string_view url) {
+    Topology t;
+    constexpr std::string_view scheme = "redis-sentinel://";
+    if (!startsWith(url, scheme)) {
+        t.seeds.push_back(parseUrl(url));
+        return t;
+    }
+    t.kind = Topology::Kind::sentinel;
+    std::string_view rest = url.substr(scheme.size());
+    const auto hash = rest.find('#');
+    if (hash == std::string_view::npos || hash + 1 == rest.size())
+        throw std::invalid_argument("a redis-sentinel:// URL names its master after '#': redis-sentinel://host:26379#mymaster");
+    t.master = percentDecode(rest.substr(hash + 1));
+    rest = rest.substr(0, hash);
+    // The credentials and the database are the master's: parsed as a redis:// URL of it.
+    const auto at = rest.rfind('@');
+    const auto slash = rest.find('/', at == std::string_view::npos ? 0 : at);
+    const auto hosts = rest.substr(at == std::string_view::npos ? 0 : at + 1,
+                                   slash == std::string_view::npos ? std::string_view::npos
+                                                                   : slash - (at == std::string_view::npos ? 0 : at + 1));
+    std::string master = "redis://";
+    if (at != std::string_view::npos) master.append(rest.substr(0, at + 1));
+    master += "h:1";
+    if (slash != std::string_view::npos) master.append(rest.substr(slash));
+    t.credentials = parseUrl(master);
+    t.credentials.host.clear();
+    t.credentials.port = 0;
+    for (std::size_t start = 0; start <= hosts.size();) {
+        auto end = hosts.find(',', start);
+        if (end == std::string_view::npos) end = hosts.size();
+        const auto one = hosts.substr(start, end - start);
+        if (one.empty()) throw std::invalid_argument("an empty Sentinel address in a redis-sentinel:// URL");
+        Endpoint s;
+        const bool bracketed = one.front() == '[';
+        const auto close = one.find(']');
+        const bool hasPort = bracketed ? close != std::string_view::npos && close + 1 < one.size() : one.find(':') != std::string_view::npos;
+        if (hasPort) {
+            if (!splitHostPort(one, s.host, s.port))
+                throw std::invalid_argument("expected host:port of a Sentinel, got '" + std::string(one) + "'");
+        } else {
+            s.host = std::string(bracketed && close != std::string_view::npos ? one.substr(1, close - 1) : one);
+            s.port = 26379;
+        }
+        t.seeds.push_back(std::move(s));
+        start = end + 1;
+    }
+    return t;
+}
+
 std::uint16_t keySlot(std::string_view key) noexcept {
     // The hash tag: between the first '{' and the next '}', when not empty.
     if (const auto open = key.find('{'); open != std::string_view::npos) {
@@ -219,8 +271,33 @@ RedisCommands* owner(const redisAsyncContext* ac) { return static_cast<RedisComm
 
 struct Pending {
     Callback cb;
-    bool user = true; ///< false: a handshake command, answered inside
+    bool user = true;  ///< false: a handshake command, answered inside
+    bool held = false; ///< its reply waits for the WAIT sent after it
+    bool wait = false; ///< that WAIT
 };
+
+/** A deep copy of a reply, freed by freeReplyObject (hiredis frees its own after the callback). */
+redisReply* copyReply(const redisReply* r) {
+    auto* c = static_cast<redisReply*>(std::calloc(1, sizeof(redisReply)));
+    if (!c) throw std::bad_alloc();
+    c->type = r->type;
+    c->integer = r->integer;
+    if (r->str) {
+        c->str = static_cast<char*>(std::malloc(r->len + 1));
+        if (!c->str) throw std::bad_alloc();
+        std::memcpy(c->str, r->str, r->len);
+        c->str[r->len] = '\0';
+        c->len = r->len;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+        c->element = static_cast<redisReply**>(std::calloc(r->elements, sizeof(redisReply*)));
+        if (!c->element) throw std::bad_alloc();
+        c->elements = r->elements;
+        for (std::size_t i = 0; i < r->elements; ++i)
+            if (r->element[i]) c->element[i] = copyReply(r->element[i]);
+    }
+    return c;
+}
 
 } // namespace
 
@@ -249,12 +326,31 @@ void RedisCommands::stop() {
     }
 }
 
-void RedisCommands::connect() {
+void RedisCommands::setEndpoint(const Endpoint& ep) {
+    if (ep.host == ep_.host && ep.port == ep_.port) return;
+    ep_.host = ep.host;
+    ep_.port = ep.port;
+    backoffMs_ = 0;
     if (!running_) return;
+    if (ac_) {
+        ::shutdown(ac_->c.fd, SHUT_RDWR); // hiredis reads EOF, fails what is pending; we reconnect there
+    } else if (!connecting_) {
+        retry_.cancel();
+        connect();
+    }
+}
+
+void RedisCommands::connect() {
+    // No address yet: setEndpoint starts it. Connected or on the way: a retry timer that had
+    // fired as it was cancelled has nothing to do.
+    if (!running_ || ac_ || connecting_ || ep_.host.empty()) return;
+    connecting_ = true;
     resolver_.async_resolve(ep_.host, std::to_string(ep_.port),
                             [self = weak_from_this()](const asio::error_code& ec, asio::ip::tcp::resolver::results_type res) {
         auto me = self.lock();
-        if (!me || !me->running_) return;
+        if (!me) return;
+        me->connecting_ = false;
+        if (!me->running_) return;
         if (ec || res.empty()) {
             log(LogLevel::warn, "redis %s: cannot resolve %s: %s", me->name_.c_str(), me->ep_.host.c_str(), ec.message().c_str());
             return me->retryLater();
@@ -298,6 +394,7 @@ void RedisCommands::connected(int status) {
 
 void RedisCommands::handshake() {
     auto cmds = handshakeCommands(ep_, name_, true);
+    if (requireMaster_) cmds.push_back({"ROLE"});
     auto left = std::make_shared<std::size_t>(cmds.size());
     for (const auto& c : cmds) {
         std::vector<const char*> argv;
@@ -314,6 +411,7 @@ void RedisCommands::handshake() {
                 if (ac_) ::shutdown(ac_->c.fd, SHUT_RDWR); // reconnects, and says it again
                 return;
             }
+            if (what == "ROLE" && text(at(r, 0)) != "master") return notMaster("its ROLE is not master");
             if (--*left > 0) return;
             ready_ = true;
             backoffMs_ = 0;
@@ -331,6 +429,12 @@ void RedisCommands::handshake() {
     }
 }
 
+void RedisCommands::notMaster(const char* why) {
+    log(LogLevel::warn, "redis %s: %s is no master (%s): leaving it", name_.c_str(), hostPort(ep_.host, ep_.port).c_str(), why);
+    if (ac_) ::shutdown(ac_->c.fd, SHUT_RDWR);
+    if (onNotMaster) onNotMaster();
+}
+
 void RedisCommands::disconnected() {
     const bool was = ready_;
     ac_ = nullptr;
@@ -338,6 +442,7 @@ void RedisCommands::disconnected() {
     inFlight_ = 0;
     sentAt_.clear();
     watch_.cancel();
+    release(false); // replies that waited for a WAIT that will not come
     if (running_) {
         log(LogLevel::warn, "redis %s: connection to %s lost", name_.c_str(), hostPort(ep_.host, ep_.port).c_str());
         if (was && onDown) onDown();
@@ -373,7 +478,57 @@ void RedisCommands::onReply(redisAsyncContext* ac, void* reply, void* priv) {
     if (!self || !self->running_) return; // stopping: nobody to tell
     if (self->inFlight_) --self->inFlight_;
     if (!self->sentAt_.empty()) self->sentAt_.pop_front();
-    p->cb(static_cast<const redisReply*>(reply));
+    const auto* r = static_cast<const redisReply*>(reply);
+    if (self->requireMaster_ && r && r->type == REDIS_REPLY_ERROR && startsWith(text(r), "READONLY"))
+        self->notMaster("READONLY");
+    if (p->wait) {
+        const long long have = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+        if (r && have < self->waitReplicas_) {
+            const auto now = steadyMs();
+            if (now - self->lastWaitWarn_ >= 5000) {
+                self->lastWaitWarn_ = now;
+                log(LogLevel::warn, "redis %s: %lld of %d replicas confirmed the writes within %d ms: they are not acked",
+                    self->name_.c_str(), have, self->waitReplicas_, self->waitTimeoutMs_);
+            }
+        }
+        return self->release(have >= self->waitReplicas_);
+    }
+    if (!r) self->release(false); // the connection went: earlier replies fail first, in order
+    if (p->held && r) {
+        self->held_.emplace_back(std::move(p->cb), std::unique_ptr<redisReply, void (*)(void*)>(copyReply(r), freeReplyObject));
+        return;
+    }
+    p->cb(r);
+}
+
+void RedisCommands::queueWait() {
+    if (waitQueued_) return;
+    waitQueued_ = true;
+    // After the handler that sent the command: one WAIT for all that this turn sends.
+    asio::post(io_, [self = weak_from_this()] {
+        auto me = self.lock();
+        if (!me) return;
+        me->waitQueued_ = false;
+        if (!me->ac_ || !me->running_) return; // the connection went: disconnected() failed them
+        const auto n = std::to_string(me->waitReplicas_), ms = std::to_string(me->waitTimeoutMs_);
+        const char* argv[] = {"WAIT", n.c_str(), ms.c_str()};
+        const std::size_t lens[] = {4, n.size(), ms.size()};
+        auto* p = new Pending{[](const redisReply*) {}};
+        p->wait = true;
+        if (redisAsyncCommandArgv(me->ac_, &RedisCommands::onReply, p, 3, argv, lens) != REDIS_OK) {
+            delete p;
+            return me->release(false);
+        }
+        ++me->inFlight_;
+        me->sentAt_.push_back(steadyMs());
+    });
+}
+
+void RedisCommands::release(bool replicated) {
+    if (held_.empty()) return;
+    auto held = std::move(held_);
+    held_.clear();
+    for (auto& [cb, r] : held) cb(replicated ? r.get() : nullptr);
 }
 
 void RedisCommands::command(const std::vector<std::string_view>& args, Callback cb) {
@@ -386,7 +541,9 @@ void RedisCommands::command(const std::vector<std::string_view>& args, Callback 
         argv.push_back(a.data());
         lens.push_back(a.size());
     }
+    const bool held = waitReplicas_ > 0;
     auto* p = new Pending{std::move(cb)};
+    p->held = held;
     if (redisAsyncCommandArgv(ac_, &RedisCommands::onReply, p, static_cast<int>(argv.size()), argv.data(), lens.data()) !=
         REDIS_OK) {
         auto failed = std::move(p->cb);
@@ -395,12 +552,14 @@ void RedisCommands::command(const std::vector<std::string_view>& args, Callback 
     }
     ++inFlight_;
     sentAt_.push_back(steadyMs());
+    if (held) queueWait();
 }
 
 // --- the subscriber ---------------------------------------------------------------------------
 
-RedisSubscriber::RedisSubscriber(asio::io_context& io, Endpoint ep, std::string name)
-    : io_(io), ep_(std::move(ep)), name_(std::move(name)), resolver_(io), socket_(io), retry_(io), in_(64 * 1024) {}
+RedisSubscriber::RedisSubscriber(asio::io_context& io, Endpoint ep, std::string name, bool sharded)
+    : io_(io), ep_(std::move(ep)), name_(std::move(name)), sharded_(sharded), resolver_(io), socket_(io), retry_(io),
+      in_(64 * 1024) {}
 
 RedisSubscriber::~RedisSubscriber() {
     stop();
@@ -415,16 +574,37 @@ void RedisSubscriber::start() {
 
 void RedisSubscriber::stop() {
     running_ = false;
-    ready_ = false;
-    ++gen_;
-    resolver_.cancel();
+    retrying_ = false;
     retry_.cancel();
-    asio::error_code ec;
-    socket_.close(ec);
+    drop();
+}
+
+void RedisSubscriber::setEndpoint(const Endpoint& ep, bool now) {
+    if (ep.host == ep_.host && ep.port == ep_.port) return;
+    ep_.host = ep.host;
+    ep_.port = ep.port;
+    if (now && retrying_) {
+        retrying_ = false;
+        retry_.cancel();
+        backoffMs_ = 0;
+        return connect();
+    }
+    reconnect();
+}
+
+void RedisSubscriber::reconnect() {
+    if (!running_ || retrying_) return; // a retry that waits goes to the current address
+    const bool was = ready_;
+    drop();
+    backoffMs_ = 0;
+    if (was && onDown) onDown();
+    connect();
 }
 
 void RedisSubscriber::connect() {
-    if (!running_ || connecting_) return;
+    // No address yet: setEndpoint starts it. Connected or on the way: a retry timer that had
+    // fired as it was cancelled has nothing to do.
+    if (!running_ || connecting_ || ready_ || ep_.host.empty()) return;
     connecting_ = true;
     const auto gen = ++gen_;
     resolver_.async_resolve(ep_.host, std::to_string(ep_.port),
@@ -449,32 +629,43 @@ void RedisSubscriber::connect() {
             }
             me2->ready_ = true;
             me2->backoffMs_ = 0;
-            for (const auto& ch : me2->channels_) me2->send({"SSUBSCRIBE", ch});
+            for (const auto& ch : me2->channels_) me2->send({me2->sharded_ ? "SSUBSCRIBE" : "SUBSCRIBE", ch});
+            me2->flush(); // the handshake, also with no channel yet
             me2->readSome();
         });
     });
 }
 
-void RedisSubscriber::fail(const char* why) {
-    const bool was = ready_;
+void RedisSubscriber::drop() {
     ready_ = false;
     connecting_ = false;
     ++gen_;
+    resolver_.cancel();
     asio::error_code ec;
     socket_.close(ec);
     out_.clear();
     writing_.clear();
+}
+
+void RedisSubscriber::fail(const char* why) {
+    const bool was = ready_;
+    drop();
     if (!running_) return;
     if (why) log(LogLevel::warn, "redis %s: %s", name_.c_str(), why);
     if (was && onDown) onDown();
     retryLater();
+    if (onFailed) onFailed();
 }
 
 void RedisSubscriber::retryLater() {
     backoffMs_ = nextBackoff(backoffMs_);
+    retrying_ = true;
     retry_.expires_after(std::chrono::milliseconds(backoffMs_));
     retry_.async_wait([self = weak_from_this()](const asio::error_code& ec) {
-        if (auto me = self.lock(); me && !ec) me->connect();
+        auto me = self.lock();
+        if (!me || ec) return;
+        me->retrying_ = false;
+        me->connect();
     });
 }
 
@@ -518,7 +709,7 @@ void RedisSubscriber::handle(const redisReply* r) {
         if (onMessage && size(r) >= 3) onMessage(channel, text(at(r, 2)));
     } else if (kind == "ssubscribe" || kind == "subscribe") {
         if (channels_.contains(channel) && onSubscribed) onSubscribed(channel);
-    } else if (kind == "sunsubscribe") {
+    } else if (kind == "sunsubscribe" || kind == "unsubscribe") {
         if (const auto u = unsubscribing_.find(channel); u != unsubscribing_.end()) {
             if (--u->second == 0) unsubscribing_.erase(u); // the answer to our own
             return;
@@ -547,21 +738,93 @@ void RedisSubscriber::flush() {
 
 void RedisSubscriber::subscribe(const std::string& channel) {
     if (!channels_.insert(channel).second) return;
-    if (ready_) send({"SSUBSCRIBE", channel});
+    if (ready_) send({sharded_ ? "SSUBSCRIBE" : "SUBSCRIBE", channel});
 }
 
 void RedisSubscriber::unsubscribe(const std::string& channel) {
     if (!channels_.erase(channel)) return;
     if (!ready_) return;
     ++unsubscribing_[channel];
-    send({"SUNSUBSCRIBE", channel});
+    send({sharded_ ? "SUNSUBSCRIBE" : "UNSUBSCRIBE", channel});
+}
+
+// --- Sentinel -----------------------------------------------------------------------------------
+
+SentinelWatch::SentinelWatch(asio::io_context& io, std::vector<Endpoint> sentinels, std::string master, std::string name)
+    : sentinels_(std::move(sentinels)), master_(std::move(master)) {
+    if (sentinels_.empty()) throw std::invalid_argument("no Sentinel address");
+    cmd_ = std::make_shared<RedisCommands>(io, sentinels_.front(), name + ":cmd");
+    cmd_->onReady = [this] { ask(); }; // at most once a second, also while Sentinels come and go
+    sub_ = std::make_shared<RedisSubscriber>(io, sentinels_.front(), name + ":sub", false);
+    sub_->subscribe("+switch-master");
+    sub_->onMessage = [this](std::string_view, std::string_view payload) {
+        // "<name> <old ip> <old port> <new ip> <new port>"
+        std::vector<std::string_view> f;
+        for (std::size_t i = 0; i <= payload.size() && f.size() < 6;) {
+            auto sp = payload.find(' ', i);
+            if (sp == std::string_view::npos) sp = payload.size();
+            f.push_back(payload.substr(i, sp - i));
+            i = sp + 1;
+        }
+        unsigned port = 0;
+        if (f.size() != 5 || f[0] != master_) return;
+        const auto [end, ec] = std::from_chars(f[4].data(), f[4].data() + f[4].size(), port);
+        if (ec != std::errc{} || port == 0 || port > 65535) return;
+        log(LogLevel::warn, "redis sentinel: master '%s' moved from %.*s:%.*s to %.*s:%u", master_.c_str(),
+            static_cast<int>(f[1].size()), f[1].data(), static_cast<int>(f[2].size()), f[2].data(),
+            static_cast<int>(f[3].size()), f[3].data(), port);
+        if (onMaster) onMaster(std::string(f[3]), static_cast<std::uint16_t>(port));
+    };
+    sub_->onFailed = [this] { next(false); }; // that Sentinel is away: the retries go to the next
+}
+
+SentinelWatch::~SentinelWatch() { stop(); }
+
+void SentinelWatch::start() {
+    cmd_->start();
+    sub_->start();
+}
+
+void SentinelWatch::stop() {
+    cmd_->stop();
+    sub_->stop();
+}
+
+void SentinelWatch::next(bool now) {
+    at_ = (at_ + 1) % sentinels_.size();
+    cmd_->setEndpoint(sentinels_[at_]);
+    sub_->setEndpoint(sentinels_[at_], now);
+}
+
+void SentinelWatch::refresh() { ask(); }
+
+void SentinelWatch::ask() {
+    const auto now = steadyMs();
+    if (now - lastAsk_ < 1000) return;
+    lastAsk_ = now;
+    cmd_->command({"SENTINEL", "get-master-addr-by-name", master_}, [this](const redisReply* r) {
+        const auto& where = cmd_->endpoint();
+        if (!r) return; // not connected: the connection's retries, or the subscriber's failure, move on
+        if (size(r) < 2) {
+            log(LogLevel::error, "redis sentinel %s knows no master '%s'%s%.*s", hostPort(where.host, where.port).c_str(),
+                master_.c_str(), isError(r) ? ": " : "", static_cast<int>(text(r).size()), text(r).data());
+            return next();
+        }
+        const auto port = integer(at(r, 1));
+        log(LogLevel::debug, "redis sentinel %s: master '%s' at %.*s:%lld", hostPort(where.host, where.port).c_str(),
+            master_.c_str(), static_cast<int>(text(at(r, 0)).size()), text(at(r, 0)).data(), port);
+        if (port > 0 && port < 65536 && onMaster) onMaster(std::string(text(at(r, 0))), static_cast<std::uint16_t>(port));
+    });
 }
 
 // --- the router ---------------------------------------------------------------------------------
 
-RedisRouter::RedisRouter(asio::io_context& io, std::vector<Endpoint> seeds, bool cluster, std::string name)
-    : io_(io), seeds_(std::move(seeds)), cluster_(cluster), name_(std::move(name)), refresh_(io) {
-    if (seeds_.empty()) throw std::invalid_argument("no Redis address");
+RedisRouter::RedisRouter(asio::io_context& io, Topology topology, std::string name)
+    : io_(io), topology_(std::move(topology)), cluster_(topology_.kind == Topology::Kind::cluster), name_(std::move(name)),
+      refresh_(io) {
+    if (topology_.seeds.empty()) throw std::invalid_argument("no Redis address");
+    if (topology_.kind == Topology::Kind::sentinel)
+        sentinel_ = std::make_unique<SentinelWatch>(io_, topology_.seeds, topology_.master, name_ + ":sentinel");
 }
 
 RedisRouter::~RedisRouter() { stop(); }
@@ -570,10 +833,16 @@ RedisRouter::Node& RedisRouter::node(const std::string& hp) {
     auto& slot = nodes_[hp];
     if (!slot) {
         slot = std::make_unique<Node>();
-        Endpoint ep = seeds_.front(); // credentials as the seeds have them
-        if (!splitHostPort(hp, ep.host, ep.port)) throw std::invalid_argument("bad node address " + hp);
+        // Credentials as the seeds have them; behind Sentinel, no address until it names one.
+        Endpoint ep = sentinel_ ? topology_.credentials : topology_.seeds.front();
+        if (!hp.empty() && !splitHostPort(hp, ep.host, ep.port)) throw std::invalid_argument("bad node address " + hp);
         slot->ep = ep;
         slot->cmd = std::make_shared<RedisCommands>(io_, ep, name_ + ":cmd");
+        slot->cmd->waitFor(topology_.waitReplicas, topology_.waitTimeoutMs);
+        if (sentinel_) {
+            slot->cmd->requireMaster(true);
+            slot->cmd->onNotMaster = [this] { sentinel_->refresh(); };
+        }
         slot->cmd->onReady = [this] {
             if (cluster_ && slots_.empty()) refreshSlots();
             if (onReady) onReady();
@@ -589,7 +858,9 @@ RedisRouter::Node& RedisRouter::node(const std::string& hp) {
 void RedisRouter::start() {
     if (running_) return;
     running_ = true;
-    for (const auto& s : seeds_) node(hostPort(s.host, s.port)).cmd->start();
+    if (sentinel_) node("").cmd->start();
+    else
+        for (const auto& s : topology_.seeds) node(hostPort(s.host, s.port)).cmd->start();
     if (!cluster_) {
         Node& n = *nodes_.begin()->second;
         n.sub = std::make_shared<RedisSubscriber>(io_, n.ep, name_ + ":sub");
@@ -600,17 +871,31 @@ void RedisRouter::start() {
             if (onSubscribed) onSubscribed(c);
         };
         n.sub->start();
-        return;
+        if (!sentinel_) return;
+        sentinel_->onMaster = [this](const std::string& host, std::uint16_t port) {
+            Node& m = *nodes_.begin()->second;
+            if (m.ep.host == host && m.ep.port == port) return;
+            log(LogLevel::info, "redis %s: the master '%s' is at %s", name_.c_str(), topology_.master.c_str(),
+                hostPort(host, port).c_str());
+            m.ep.host = host;
+            m.ep.port = port;
+            m.cmd->setEndpoint(m.ep);
+            m.sub->setEndpoint(m.ep);
+        };
+        sentinel_->start();
     }
     scheduleRefresh();
 }
 
 void RedisRouter::scheduleRefresh() {
-    // The slot map is reloaded every few seconds: a failover or a resharding moves slots.
-    refresh_.expires_after(std::chrono::seconds(5));
+    // Cluster: the slot map is reloaded every few seconds (a failover or a resharding moves
+    // slots). Sentinel: while the master does not answer, the Sentinels are asked each second
+    // (a +switch-master may have been published while the watch was reconnecting).
+    refresh_.expires_after(std::chrono::seconds(cluster_ ? 5 : 1));
     refresh_.async_wait([this](const asio::error_code& ec) {
         if (ec || !running_) return;
-        refreshSlots();
+        if (cluster_) refreshSlots();
+        else if (!nodes_.begin()->second->cmd->ready()) sentinel_->refresh();
         scheduleRefresh();
     });
 }
@@ -619,6 +904,7 @@ void RedisRouter::stop() {
     if (!running_) return;
     running_ = false;
     refresh_.cancel();
+    if (sentinel_) sentinel_->stop();
     for (auto& [hp, n] : nodes_) {
         n->cmd->stop();
         if (n->sub) n->sub->stop();

@@ -9,8 +9,13 @@
 //   routes pub/sub messages by classic channel names only and asserts on any reply it has
 //   no callback for, so the subscriber reads its own socket and parses with hiredis'
 //   reply reader instead.
-// - `RedisRouter`: one node (standalone) or a Redis Cluster's masters, by hash slot, with
-//   MOVED/ASK followed and the slot map reloaded.
+// - `RedisRouter`: one node (standalone, or the master that Redis Sentinel names) or a Redis
+//   Cluster's masters, by hash slot, with MOVED/ASK followed and the slot map reloaded.
+// - `SentinelWatch`: asks Sentinel for the master's address and follows `+switch-master`.
+//
+// With `waitReplicas`, a command connection acts on no reply before a `WAIT` sent after it
+// says that many replicas have everything up to it: what a node acks or delivers then
+// survives a failover to one of those replicas.
 //
 // Every connection reconnects by itself with backoff; while it is down its commands fail at
 // once (the callback runs before `command` returns). Nothing here blocks a loop: names are
@@ -47,6 +52,26 @@ struct Endpoint {
 
 /** Parses a redis:// URL (or a bare host:port); throws std::invalid_argument with the reason. */
 Endpoint parseUrl(std::string_view url);
+
+/** Where Redis is, and what a reply waits for. */
+struct Topology {
+    enum class Kind { standalone, cluster, sentinel };
+    Kind kind = Kind::standalone;
+    /** The server (standalone), some of the Cluster's masters, or the Sentinels. Standalone
+     *  and Cluster: the credentials and database of the servers are the first seed's. */
+    std::vector<Endpoint> seeds;
+    std::string master;   ///< sentinel: the name Sentinel monitors the master by
+    Endpoint credentials; ///< sentinel: user, password and database of the master (no host)
+    int waitReplicas = 0; ///< replies are acted on once this many replicas have the writes
+    int waitTimeoutMs = 1000;
+};
+
+/**
+ * `redis://…` (standalone) or `redis-sentinel://[user:password@]host[:port][,host[:port]…][/db]#master`
+ * (the Sentinels, 26379 by default; the credentials and database are the master's). Throws
+ * std::invalid_argument with the reason.
+ */
+Topology parseTopology(std::string_view url);
 /** The Cluster hash slot of a key (CRC16/XMODEM of its hash tag, mod 16384). */
 std::uint16_t keySlot(std::string_view key) noexcept;
 
@@ -72,6 +97,13 @@ public:
     void stop();
     bool ready() const noexcept { return ready_; }
     const Endpoint& endpoint() const noexcept { return ep_; }
+    /** Another address (a failover): the connection moves there now. An empty host waits. */
+    void setEndpoint(const Endpoint& ep);
+    /** Checks with ROLE that the server is a master, and leaves it if it answers READONLY. */
+    void requireMaster(bool on) noexcept { requireMaster_ = on; }
+    /** Replies wait for a WAIT of `replicas` (0: none) for `waitMs`; one WAIT serves
+     *  every command sent in the same turn. A WAIT short of `replicas` fails them (null). */
+    void waitFor(int replicas, int waitMs) noexcept { waitReplicas_ = replicas, waitTimeoutMs_ = waitMs; }
 
     /** Sends one command. Not ready, or too many in flight: `cb(nullptr)` before returning. */
     void command(const std::vector<std::string_view>& args, Callback cb);
@@ -79,6 +111,8 @@ public:
     std::function<void()> onReady;
     /** Runs when a ready connection is lost. */
     std::function<void()> onDown;
+    /** Runs when the server turned out not to be a master (ROLE, READONLY). */
+    std::function<void()> onNotMaster;
 
     /** Commands sent and not yet answered, beyond which `command` fails at once. */
     static constexpr std::size_t maxInFlight = 100000;
@@ -95,6 +129,9 @@ private:
     void handshake();
     void watchdog();
     static void onReply(redisAsyncContext* ac, void* reply, void* priv);
+    void notMaster(const char* why);
+    void queueWait();
+    void release(bool replicated);
 
     asio::io_context& io_;
     Endpoint ep_;
@@ -106,20 +143,32 @@ private:
     std::shared_ptr<Adapter> adapter_;
     bool running_ = false;
     bool ready_ = false;
+    bool connecting_ = false; ///< resolving, before a context exists
+    bool requireMaster_ = false;
     int backoffMs_ = 0;
     std::size_t inFlight_ = 0;
     std::deque<std::int64_t> sentAt_; ///< ms of each unanswered command, oldest first
+    int waitReplicas_ = 0, waitTimeoutMs_ = 1000;
+    bool waitQueued_ = false;
+    std::int64_t lastWaitWarn_ = 0;
+    /** Replies in, waiting for the answer of the WAIT sent after their commands. */
+    std::vector<std::pair<Callback, std::unique_ptr<redisReply, void (*)(void*)>>> held_;
 };
 
-/** A sharded pub/sub connection. Channels are kept and subscribed again after a reconnect. */
+/** A pub/sub connection, sharded (SSUBSCRIBE) or classic (SUBSCRIBE). Channels are kept
+ *  and subscribed again after a reconnect. */
 class RedisSubscriber : public std::enable_shared_from_this<RedisSubscriber> {
 public:
-    RedisSubscriber(asio::io_context& io, Endpoint ep, std::string name);
+    RedisSubscriber(asio::io_context& io, Endpoint ep, std::string name, bool sharded = true);
     ~RedisSubscriber();
 
     void start();
     void stop();
     bool ready() const noexcept { return ready_; }
+    const Endpoint& endpoint() const noexcept { return ep_; }
+    /** Another address: a live connection moves there now; a retry that waits goes there
+     *  now too, or (`now` false) when its time comes. */
+    void setEndpoint(const Endpoint& ep, bool now = true);
 
     void subscribe(const std::string& channel);
     void unsubscribe(const std::string& channel);
@@ -132,12 +181,16 @@ public:
     std::function<void(const std::string& channel)> onDropped;
     /** The connection was lost: every subscription with it. */
     std::function<void()> onDown;
+    /** A connection could not be made, or was lost (before `onDown`, ready or not). */
+    std::function<void()> onFailed;
 
     /** Unread input beyond this is a broken server: the connection is dropped. */
     static constexpr std::size_t maxInput = 64 * 1024 * 1024;
 
 private:
+    void reconnect();
     void connect();
+    void drop();
     void fail(const char* why);
     void retryLater();
     void readSome();
@@ -149,13 +202,14 @@ private:
     asio::io_context& io_;
     Endpoint ep_;
     std::string name_;
+    bool sharded_;
     asio::ip::tcp::resolver resolver_;
     asio::ip::tcp::socket socket_;
     asio::steady_timer retry_;
     redisReader* reader_ = nullptr;
     std::vector<char> in_;
     std::string out_, writing_;
-    bool running_ = false, ready_ = false, connecting_ = false;
+    bool running_ = false, ready_ = false, connecting_ = false, retrying_ = false;
     int backoffMs_ = 0;
     std::uint64_t gen_ = 0; ///< tells a stale socket's handlers from the current one's
     std::unordered_set<std::string> channels_;
@@ -166,13 +220,43 @@ private:
 };
 
 /**
- * Redis standalone or Cluster: the command connection and the subscriber of the node that
- * owns each slot.
+ * The master Redis Sentinel names for `master`: asked of one Sentinel (`SENTINEL
+ * get-master-addr-by-name`) when its connection is made and on `refresh()`, and followed
+ * through failovers by its `+switch-master` messages. A Sentinel that cannot be reached, or
+ * knows no such master, gives way to the next.
+ */
+class SentinelWatch {
+public:
+    SentinelWatch(asio::io_context& io, std::vector<Endpoint> sentinels, std::string master, std::string name);
+    ~SentinelWatch();
+
+    void start();
+    void stop();
+    /** Asks again (at most once a second): the master did not answer as one. */
+    void refresh();
+
+    /** The master is (now) at host:port. */
+    std::function<void(const std::string& host, std::uint16_t port)> onMaster;
+
+private:
+    void ask();
+    void next(bool now = true);
+
+    std::vector<Endpoint> sentinels_;
+    std::string master_;
+    std::size_t at_ = 0;
+    std::int64_t lastAsk_ = 0;
+    std::shared_ptr<RedisCommands> cmd_;
+    std::shared_ptr<RedisSubscriber> sub_;
+};
+
+/**
+ * Redis standalone, behind Sentinel, or Cluster: the command connection and the subscriber
+ * of the node that owns each slot.
  */
 class RedisRouter {
 public:
-    /** Standalone: one endpoint. Cluster: seeds, `cluster` true. */
-    RedisRouter(asio::io_context& io, std::vector<Endpoint> seeds, bool cluster, std::string name);
+    RedisRouter(asio::io_context& io, Topology topology, std::string name);
     ~RedisRouter();
 
     void start();
@@ -198,6 +282,7 @@ private:
         std::shared_ptr<RedisSubscriber> sub;
     };
     Node& node(const std::string& hostPort);
+    void watchSentinel();
     Node* forSlot(std::uint16_t slot);
     void refreshSlots();
     void scheduleRefresh();
@@ -206,9 +291,10 @@ private:
     void placeChannel(const std::string& channel);
 
     asio::io_context& io_;
-    std::vector<Endpoint> seeds_;
+    Topology topology_;
     bool cluster_;
     std::string name_;
+    std::unique_ptr<SentinelWatch> sentinel_;
     std::unordered_map<std::string, std::unique_ptr<Node>> nodes_; ///< by "host:port"
     std::vector<Node*> slots_;                                    ///< cluster: 16384 owners
     std::unordered_map<std::string, Node*> channelNode_;          ///< where each channel is subscribed

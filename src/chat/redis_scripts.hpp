@@ -18,7 +18,7 @@ namespace tongdao::chat::redis {
 
 /**
  * append: KEYS room, stream, bodies, cids, states. ARGV kind, target, user, name, cid, body,
- * keep (events kept, 0 all), maxAgeMs (0 forever), origin, channel, newEpoch.
+ * keep (events kept, 0 all), maxAgeMs (0 forever), origin, channel ("": not published), newEpoch.
  * -> {"ok", epoch, seq, ts} | {"dup", epoch, seq, ts} | {"notfound"} | {"forbidden"}
  */
 inline constexpr const char* appendScript = R"lua(
@@ -89,7 +89,9 @@ elseif kind == '2' then
   end
   redis.call('HSET', states, target, '2')
 end
-redis.call('SPUBLISH', channel, table.concat({'E', epoch, origin, seq, ts, kind, target, user, name, cid, body}, '\n'))
+if channel ~= '' then
+  redis.call('SPUBLISH', channel, table.concat({'E', epoch, origin, seq, ts, kind, target, user, name, cid, body}, '\n'))
+end
 return {'ok', epoch, seq, ts}
 )lua";
 

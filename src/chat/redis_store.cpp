@@ -105,7 +105,7 @@ StoredEvent eventFrom(const redisReply* r, std::size_t i, std::uint64_t& originT
 } // namespace
 
 RedisStore::RedisStore(RedisOptions options) : options_(std::move(options)) {
-    if (options_.seeds.empty()) throw std::invalid_argument("the Redis store needs an address");
+    if (options_.topology.seeds.empty()) throw std::invalid_argument("the Redis store needs an address");
     if (options_.node.empty()) options_.node = newEpoch().substr(0, 8);
     for (std::size_t i = 0; i < scriptCount; ++i) shas_[i] = sha1Hex(scriptText[i]);
 }
@@ -137,7 +137,7 @@ void RedisStore::run(std::function<void()> f) {
 void RedisStore::begin() {
     started_ = true;
     auto& io = options_.loop().context();
-    router_ = std::make_unique<redis::RedisRouter>(io, options_.seeds, options_.cluster, "tongdao:" + options_.node);
+    router_ = std::make_unique<redis::RedisRouter>(io, options_.topology, "tongdao:" + options_.node);
     router_->onMessage = [this](std::string_view c, std::string_view p) { message(c, p); };
     router_->onSubscribed = [this](const std::string& c) { subscribed(c); };
     router_->onReady = [this] {
@@ -149,15 +149,26 @@ void RedisStore::begin() {
     router_->start();
     ticker_ = std::make_unique<asio::steady_timer>(io);
     tick();
-    log(LogLevel::info, "chat store: Redis %s as node %s", options_.cluster ? "Cluster" : "standalone", options_.node.c_str());
+    using Kind = redis::Topology::Kind;
+    const auto& t = options_.topology;
+    const std::string waits = t.waitReplicas > 0 ? ", acking and delivering what " + std::to_string(t.waitReplicas) +
+                                                       (t.waitReplicas == 1 ? " replica has" : " replicas have")
+                                                 : "";
+    log(LogLevel::info, "chat store: Redis %s as node %s%s",
+        t.kind == Kind::cluster ? "Cluster" : t.kind == Kind::sentinel ? "behind Sentinel" : "standalone", options_.node.c_str(),
+        waits.c_str());
 }
 
 void RedisStore::checkSettings() {
     if (settingsChecked_) return;
     settingsChecked_ = true;
     // What makes an acked message survive Redis' own failures (docs/SCALING.md): said once.
-    router_->command("", {"INFO", "persistence"}, [](const redisReply* r) {
-        if (text(r).find("aof_enabled:1") == std::string_view::npos)
+    router_->command("", {"INFO", "persistence"}, [replicas = options_.topology.waitReplicas](const redisReply* r) {
+        if (!r || text(r).find("aof_enabled:1") != std::string_view::npos) return; // no answer: nothing to say
+        if (replicas > 0)
+            log(LogLevel::info, "chat store: Redis runs without AOF: acked messages live on the master and %d "
+                                "replicas; a restart of them all loses them (docs/SCALING.md)", replicas);
+        else
             log(LogLevel::warn, "chat store: Redis runs without AOF (appendonly no): a Redis restart loses acked "
                                 "messages; their rooms then start new histories (docs/SCALING.md)");
     });
@@ -513,7 +524,9 @@ void RedisStore::append(AppendRequest req, std::function<void(AppendResult)> don
                                     std::to_string(req.target), req.user, req.name, req.cid, req.body,
                                     std::to_string(options_.retentionMessages),
                                     std::to_string(static_cast<std::uint64_t>(options_.retentionDays) * 86'400'000),
-                                    options_.node + ":" + std::to_string(token), key(req.room, ":e"),
+                                    options_.node + ":" + std::to_string(token),
+                                    // Waiting for replicas, the node publishes once they have it.
+                                    waitsForReplicas() ? std::string() : key(req.room, ":e"),
                                     f ? f->candidate : newEpoch()};
         if (f) f->mine[token].done = std::move(done);
         auto reply = [this, token, start, req = std::move(req), done = f ? nullptr : std::move(done)](const redisReply* r) mutable {
@@ -542,6 +555,7 @@ void RedisStore::append(AppendRequest req, std::function<void(AppendResult)> don
                 e.name = std::move(req.name);
                 e.cid = std::move(req.cid);
                 e.body = req.kind == EventKind::remove ? "null" : std::move(req.body);
+                if (res.status == StoreStatus::ok && waitsForReplicas()) publish(res.room, epoch, token, e);
                 if (res.status == StoreStatus::ok) {
                     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
                     counters_.committed(1, secs);
@@ -759,6 +773,15 @@ void RedisStore::releaseRoom(std::string room) {
 }
 
 // --- signals and presence ------------------------------------------------------------------
+
+void RedisStore::publish(const std::string& room, const std::string& epoch, std::uint64_t token, const StoredEvent& e) {
+    // As the append script would: E epoch origin seq ts kind target user name cid body.
+    std::string payload = "E\n" + epoch + "\n" + options_.node + ":" + std::to_string(token) + "\n" + std::to_string(e.seq) +
+                          "\n" + std::to_string(e.ts) + "\n" + std::to_string(static_cast<int>(e.kind)) + "\n" +
+                          std::to_string(e.target) + "\n" + e.user + "\n" + e.name + "\n" + e.cid + "\n" + e.body;
+    const auto channel = key(room, ":e");
+    router_->command(channel, {"SPUBLISH", channel, std::move(payload)}, [](const redisReply*) {});
+}
 
 void RedisStore::signal(std::string room, Signal s) {
     if (closed_) return;

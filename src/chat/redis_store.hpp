@@ -23,8 +23,7 @@
 namespace tongdao::chat {
 
 struct RedisOptions {
-    std::vector<redis::Endpoint> seeds; ///< the server (standalone) or some of the Cluster's masters
-    bool cluster = false;
+    redis::Topology topology; ///< standalone, behind Sentinel, or Cluster; and what a reply waits for
     std::string node;                    ///< this node's name; random when empty
     std::uint64_t retentionMessages = 0; ///< events kept per room; 0 = all
     std::uint32_t retentionDays = 0;     ///< 0 = forever
@@ -116,6 +115,10 @@ private:
     Feed* feed(const std::string& room);
     void subscribed(const std::string& channel);
     void message(std::string_view channel, std::string_view payload);
+    bool waitsForReplicas() const noexcept { return options_.topology.waitReplicas > 0; }
+    /** An event this node stored, to the room's channel (what the append script publishes
+     *  when it does not wait for replicas). */
+    void publish(const std::string& room, const std::string& epoch, std::uint64_t token, const StoredEvent& e);
     /** Reads the room's position (creating the room, or replacing a `stale` epoch). */
     void openFeed(Feed& f, const std::string& stale = {});
     void finishOpen(Feed& f, StoreStatus st);

@@ -60,11 +60,12 @@ Service::Impl::Impl(Server& s, ChatOptions o) : server(s), options(std::move(o))
         if (!options.redis.empty() && !options.redisCluster.empty())
             throw std::runtime_error("give a Redis server or a Redis Cluster, not both");
         if (!options.redis.empty()) {
-            ro.seeds.push_back(redis::parseUrl(options.redis));
+            ro.topology = redis::parseTopology(options.redis);
         } else {
-            ro.cluster = true;
-            for (const auto& seed : options.redisCluster) ro.seeds.push_back(redis::parseUrl(seed));
+            ro.topology.kind = redis::Topology::Kind::cluster;
+            for (const auto& seed : options.redisCluster) ro.topology.seeds.push_back(redis::parseUrl(seed));
         }
+        ro.topology.waitReplicas = static_cast<int>(options.redisWaitReplicas);
         ro.node = options.nodeId;
         ro.retentionMessages = options.retentionMessages;
         ro.retentionDays = options.retentionDays;
@@ -72,6 +73,8 @@ Service::Impl::Impl(Server& s, ChatOptions o) : server(s), options(std::move(o))
         ro.loop = [&s]() -> net::Loop& { return s.loop(0); };
         store = std::make_unique<RedisStore>(std::move(ro));
     } else {
+        if (options.redisWaitReplicas > 0)
+            throw std::runtime_error("--redis-wait-replicas applies to Redis (--redis or --redis-cluster), not to SQLite");
         SqliteOptions so;
         so.dir = options.dataDir;
         so.fullSync = options.fullSync;
@@ -245,6 +248,7 @@ std::vector<std::string> Service::reload(const ChatOptions& next) {
     diff("durability", o.fullSync != next.fullSync);
     diff("redis", o.redis != next.redis);
     diff("redis-cluster", o.redisCluster != next.redisCluster);
+    diff("redis-wait-replicas", o.redisWaitReplicas != next.redisWaitReplicas);
     diff("node-id", o.nodeId != next.nodeId);
     diff("retention-messages", o.retentionMessages != next.retentionMessages);
     diff("retention-days", o.retentionDays != next.retentionDays);

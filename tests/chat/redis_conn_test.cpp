@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 using tongdao::chat::redis::keySlot;
+using tongdao::chat::redis::parseTopology;
 using tongdao::chat::redis::parseUrl;
+using tongdao::chat::redis::Topology;
 
 TEST(RedisUrl, HostPortAndDefaults) {
     auto ep = parseUrl("redis://10.0.0.5:6380");
@@ -46,6 +48,48 @@ TEST(RedisUrl, RefusesWhatItCannotUse) {
     EXPECT_THROW(parseUrl("redis://h:12x"), std::invalid_argument);
     EXPECT_THROW(parseUrl("redis://h:1/db"), std::invalid_argument);
     EXPECT_THROW(parseUrl("redis://h:1/-1"), std::invalid_argument);
+}
+
+TEST(RedisTopology, StandaloneIsTheUrl) {
+    const auto t = parseTopology("redis://:pw@10.0.0.5:6380/2");
+    EXPECT_EQ(t.kind, Topology::Kind::standalone);
+    ASSERT_EQ(t.seeds.size(), 1u);
+    EXPECT_EQ(t.seeds[0].host, "10.0.0.5");
+    EXPECT_EQ(t.seeds[0].password, "pw");
+    EXPECT_EQ(t.seeds[0].db, 2);
+}
+
+TEST(RedisTopology, SentinelsMasterAndTheMastersCredentials) {
+    auto t = parseTopology("redis-sentinel://app:p%40ss@10.0.0.1:26380,10.0.0.2,[::1]:26381/3#orders");
+    EXPECT_EQ(t.kind, Topology::Kind::sentinel);
+    EXPECT_EQ(t.master, "orders");
+    ASSERT_EQ(t.seeds.size(), 3u);
+    EXPECT_EQ(t.seeds[0].host, "10.0.0.1");
+    EXPECT_EQ(t.seeds[0].port, 26380);
+    EXPECT_EQ(t.seeds[1].host, "10.0.0.2");
+    EXPECT_EQ(t.seeds[1].port, 26379); // Sentinel's own default
+    EXPECT_EQ(t.seeds[2].host, "::1");
+    EXPECT_EQ(t.seeds[2].port, 26381);
+    for (const auto& s : t.seeds) EXPECT_TRUE(s.password.empty()) << "Sentinels are asked without the master's password";
+    EXPECT_EQ(t.credentials.user, "app");
+    EXPECT_EQ(t.credentials.password, "p@ss");
+    EXPECT_EQ(t.credentials.db, 3);
+    EXPECT_TRUE(t.credentials.host.empty());
+    t = parseTopology("redis-sentinel://s1#m");
+    ASSERT_EQ(t.seeds.size(), 1u);
+    EXPECT_EQ(t.seeds[0].host, "s1");
+    EXPECT_EQ(t.credentials.db, 0);
+    EXPECT_TRUE(t.credentials.password.empty());
+}
+
+TEST(RedisTopology, RefusesWhatItCannotUse) {
+    EXPECT_THROW(parseTopology("redis-sentinel://s1:26379"), std::invalid_argument);  // no master name
+    EXPECT_THROW(parseTopology("redis-sentinel://s1:26379#"), std::invalid_argument); // an empty one
+    EXPECT_THROW(parseTopology("redis-sentinel://s1,,s2#m"), std::invalid_argument);
+    EXPECT_THROW(parseTopology("redis-sentinel://#m"), std::invalid_argument);
+    EXPECT_THROW(parseTopology("redis-sentinel://s1:0#m"), std::invalid_argument);
+    EXPECT_THROW(parseTopology("redis-sentinel://s1/x#m"), std::invalid_argument);
+    EXPECT_THROW(parseTopology("rediss://h:6379"), std::invalid_argument);
 }
 
 TEST(RedisSlot, AsRedisClusterComputesThem) {

@@ -25,10 +25,13 @@ namespace tongdao::chat {
 /** The chat server's settings, with their defaults (docs/PROTOCOL.md §7). */
 struct ChatOptions {
     std::filesystem::path dataDir = "tongdao-data"; ///< where the SQLite database lives (one node)
-    /** redis://[user:password@]host:port[/db]: nodes sharing this Redis act as one server
-     *  (docs/SCALING.md); the SQLite store is not used then. */
+    /** redis://[user:password@]host:port[/db], or the master that Sentinel names,
+     *  redis-sentinel://[user:password@]host:port[,host:port...][/db]#master: nodes sharing
+     *  this Redis act as one server (docs/SCALING.md); the SQLite store is not used then. */
     std::string redis;
     std::vector<std::string> redisCluster; ///< instead of `redis`: Cluster masters, host:port (seeds)
+    /** Acks and deliveries wait until this many replicas have the writes (Redis WAIT). */
+    std::uint32_t redisWaitReplicas = 0;
     std::string nodeId;                    ///< this node's name among several; random when empty
     bool fullSync = true;                  ///< --durability full (power loss) or normal (a killed process)
     std::uint64_t retentionMessages = 0;   ///< stored events kept per room; 0 = all
