@@ -13,7 +13,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
 from chat_support import ChatServer  # noqa: E402
 import redis_fixture  # noqa: E402
-from redis_fixture import RedisCluster, RedisServer  # noqa: E402
+from redis_fixture import RedisCluster, RedisSentinelSet, RedisServer  # noqa: E402
 
 
 class Redis:
@@ -21,15 +21,21 @@ class Redis:
     three masters (`--redis-cluster` with a different subset of the masters as seeds for each
     node). The same calls for both: start/astart, kill9, flushall, clients, subscribers."""
 
-    def __init__(self, cluster=False, appendonly=True, appendfsync="always"):
+    def __init__(self, cluster=False, appendonly=True, appendfsync="always", sentinel=False, wait_replicas=1):
         self.cluster = cluster
-        if cluster:
+        self.sentinel = sentinel
+        self.wait_replicas = wait_replicas
+        if sentinel:
+            self.impl = RedisSentinelSet()  # a master, two replicas, three Sentinels
+        elif cluster:
             self.impl = RedisCluster(appendonly=appendonly, appendfsync=appendfsync)
         else:
             self.impl = RedisServer(appendonly=appendonly, appendfsync=appendfsync)
 
     def engine_args(self, index):
-        """The engine option of node `index`."""
+        """The engine option of node `index` (behind Sentinel: acks wait for `wait_replicas`)."""
+        if self.sentinel:
+            return ["--redis", self.impl.url(), "--redis-wait-replicas", str(self.wait_replicas)]
         if not self.cluster:
             return ["--redis", self.impl.url()]
         n = len(self.impl.nodes)
@@ -37,11 +43,16 @@ class Redis:
         return ["--redis-cluster", self.impl.seeds(subsets[index % len(subsets)])]
 
     def describe(self):
+        if self.sentinel:
+            return (f"a master, {len(self.impl.servers()) - 1} replicas and {len(self.impl.sentinels)} Sentinels "
+                    f"({self.impl.url()})")
         if self.cluster:
             return f"Redis Cluster {self.impl.seeds()} (dirs {', '.join(n.dir for n in self.impl.nodes)})"
         return f"redis-server {self.impl.address()} (dir {self.impl.dir})"
 
     def servers(self):
+        if self.sentinel:
+            return self.impl.servers()
         return self.impl.nodes if self.cluster else [self.impl]
 
     def start(self):

@@ -54,11 +54,8 @@ async def wait_acked(t, fraction):
         await asyncio.sleep(0.05)
 
 
-async def disrupt(t):
-    """The kills, in order, as the acks pass a quarter, a half and three quarters."""
-    nodes = t.servers
-    await wait_acked(t, 0.25)
-    victim = nodes[1]
+async def restart_node(t, victim):
+    """`victim` killed with SIGKILL and started again (same port, same node id) after 2-4 s."""
     victim.kill9()
     t.stats["server restarts (SIGKILL)"] += 1
     down = time.monotonic()
@@ -70,6 +67,13 @@ async def disrupt(t):
     await victim.astart()
     t.downtimes.append(time.monotonic() - down)
     print(f"[{t.now():7.2f}s] {victim} back after {t.downtimes[-1]:.2f}s", flush=True)
+
+
+async def disrupt(t):
+    """The kills, in order, as the acks pass a quarter, a half and three quarters."""
+    nodes = t.servers
+    await wait_acked(t, 0.25)
+    await restart_node(t, nodes[1])
 
     await wait_acked(t, 0.5)
     target = nodes[2]
@@ -94,8 +98,8 @@ async def disrupt(t):
     print(f"[{t.now():7.2f}s] redis-server back after {time.monotonic() - down:.2f}s", flush=True)
 
 
-async def verify_more(t, checker, rooms, final, histories):
-    """Every room's history the same from every node; node-2 subscribed again."""
+async def histories_agree(t, rooms, final, histories):
+    """Failures (strings): a room's history read from a node other than the first differs."""
     fails = []
     for node in t.servers[1:]:
         c, _ = await cs.hello_client(node, f"loss-checker-{node.node_id}", timeout=loss_test.HELLO_TIMEOUT)
@@ -107,6 +111,12 @@ async def verify_more(t, checker, rooms, final, histories):
                 fails.append(f"{room}: history on {node} differs from the one on {t.server} "
                              f"({len(events)} vs {len(histories[room][0])} events, first difference at index {diff})")
         await c.close()
+    return fails
+
+
+async def verify_more(t, checker, rooms, final, histories):
+    """Every room's history the same from every node; node-2 subscribed again."""
+    fails = await histories_agree(t, rooms, final, histories)
     deadline = time.monotonic() + 10
     while not chat_nodes.node_subscribers(REDIS, t.servers[2]):
         if time.monotonic() > deadline:
@@ -120,39 +130,48 @@ async def verify_more(t, checker, rooms, final, histories):
     return fails
 
 
-async def main(args, path):
-    global REDIS
-    REDIS = chat_nodes.Redis(cluster=False, appendonly=True, appendfsync="always")
-    nodes = chat_nodes.make_nodes(path, REDIS, NODE_COUNT, "--rate-limit", "1000", "--rate-burst", "1000",
+async def run_on_nodes(title, args, path, redis, disrupt, what, verify_more):
+    """loss_test.run on NODE_COUNT nodes of `redis` (started here, closed at the end)."""
+    nodes = chat_nodes.make_nodes(path, redis, NODE_COUNT, "--rate-limit", "1000", "--rate-burst", "1000",
                                   "--presence-grace", "1")
     t0 = time.monotonic()
     try:
-        await REDIS.astart()
+        await redis.astart()
         result = await loss_test.run(
-            args, nodes, disrupt,
-            lambda: f"{REDIS.describe()}; nodes {', '.join(map(repr, nodes))}; a node killed, a subscriber "
-                    f"connection killed, Redis killed",
+            args, nodes, disrupt, lambda: f"{redis.describe()}; nodes {', '.join(map(repr, nodes))}; {what}",
             verify_more)
-        if result != 0 and REDIS.output():
-            print(f"--- Redis output (last 2000 characters) ---\n{REDIS.output()[-2000:]}", flush=True)
+        if result != 0 and redis.output():
+            print(f"--- Redis output (last 4000 characters) ---\n{redis.output()[-4000:]}", flush=True)
         return result
     finally:
-        REDIS.close()
-        print(f"chat.redis_loss: {time.monotonic() - t0:.1f}s", flush=True)
+        redis.close()
+        print(f"{title}: {time.monotonic() - t0:.1f}s", flush=True)
 
 
-def parse(argv):
-    p = loss_test.add_arguments(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+def parse(doc=__doc__, deadline=180):
+    p = loss_test.add_arguments(argparse.ArgumentParser(description=doc.split("\n")[0]))
     # sized for an ASan build on two cores, three nodes and Redis beside the clients
-    p.set_defaults(clients=30, rooms=3, messages=9000, send_seconds=60, deadline=180, cut_ms=500)
-    return p.parse_args(argv)
+    p.set_defaults(clients=30, rooms=3, messages=9000, send_seconds=60, deadline=deadline, cut_ms=500)
+    return p
 
 
-if __name__ == "__main__":
-    args = parse(sys.argv[1:])
+def main(run, p):
+    """The command line of a loss test on nodes: `run(args, path)` with the arguments of `p`."""
+    args = p.parse_args(sys.argv[1:])
     path = cs.server_path([sys.argv[0]] + ([args.server] if args.server else []))
     chat_nodes.require_redis()
     if args.seed is None:
         args.seed = random.randrange(1 << 30)
     print(f"seed {args.seed}", flush=True)
-    sys.exit(asyncio.run(main(args, path)))
+    sys.exit(asyncio.run(run(args, path)))
+
+
+async def run_standalone(args, path):
+    global REDIS
+    REDIS = chat_nodes.Redis(cluster=False, appendonly=True, appendfsync="always")
+    return await run_on_nodes("chat.redis_loss", args, path, REDIS, disrupt,
+                              "a node killed, a subscriber connection killed, Redis killed", verify_more)
+
+
+if __name__ == "__main__":
+    main(run_standalone, parse())

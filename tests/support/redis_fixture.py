@@ -12,6 +12,11 @@ KILL, INFO, FLUSHALL, CLUSTER INFO).
     cluster.seeds()                      # "127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3"
     cluster.close()
 
+    ha = RedisSentinelSet().start()      # a master, two replicas, three Sentinels watching it
+    ha.url()                             # "redis-sentinel://127.0.0.1:S1,...#tongdao"
+    old = ha.kill_master(); ha.wait_failover(old)
+    ha.close()
+
 `require_redis()` exits 77 (ctest SKIP) when redis-server (or, for a cluster, redis-cli) is
 missing. Every wait here is bounded in time.
 """
@@ -329,6 +334,168 @@ def free_ports(n):
     finally:
         for s in socks:
             s.close()
+
+
+class Sentinel(RedisServer):
+    """redis-server --sentinel on 127.0.0.1:port, with the sentinel.conf of its own dir
+    (Sentinel rewrites it), monitoring `name` at the master's port with a quorum of 2."""
+
+    stop_name = "redis-sentinel"
+
+    def __init__(self, port, name, master_port, down_after_ms, failover_timeout_ms):
+        super().__init__(port=port)
+        self.conf = os.path.join(self.dir, "sentinel.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\nlogfile \"\"\n"
+                    f"dir {self.dir}\n"
+                    f"sentinel monitor {name} 127.0.0.1 {master_port} 2\n"
+                    f"sentinel down-after-milliseconds {name} {down_after_ms}\n"
+                    f"sentinel failover-timeout {name} {failover_timeout_ms}\n"
+                    f"sentinel parallel-syncs {name} 2\n")
+
+    def command(self):
+        return [REDIS_SERVER, self.conf, "--sentinel"]
+
+
+class RedisSentinelSet:
+    """A master and `replicas` replicas (redis-server, --replicaof), watched by `sentinels`
+    Sentinels under `name`. start() returns once every replica is in sync and every Sentinel
+    knows all the others and the replicas; `kill_master()` SIGKILLs whichever server is the
+    master now, `wait_failover(old)` waits (bounded) until the Sentinels name another one
+    and every live replica follows it."""
+
+    def __init__(self, replicas=2, sentinels=3, name="tongdao", down_after_ms=1000, failover_timeout_ms=4000,
+                 start_timeout=40.0):
+        self.name = name
+        self.start_timeout = start_timeout
+        ports = free_ports(1 + replicas + sentinels)
+        master = RedisServer(port=ports[0])
+        self.servers_ = [master] + [RedisServer(port=p, extra=["--replicaof", "127.0.0.1", str(ports[0])])
+                                    for p in ports[1:1 + replicas]]
+        self.sentinels = [Sentinel(p, name, ports[0], down_after_ms, failover_timeout_ms)
+                          for p in ports[1 + replicas:]]
+
+    def url(self):
+        return "redis-sentinel://" + ",".join(s.address() for s in self.sentinels) + "#" + self.name
+
+    def servers(self):
+        return self.servers_
+
+    def master_port(self, sentinel=None):
+        """The master's port as a Sentinel (the first that answers) names it; None if none does."""
+        for s in [sentinel] if sentinel else self.sentinels:
+            if not s.running():
+                continue
+            try:
+                r = s.call("SENTINEL", "get-master-addr-by-name", self.name, timeout=2.0, check=False)
+            except (OSError, TimeoutError, ConnectionError):
+                continue
+            if isinstance(r, list) and len(r) == 2:
+                return int(text(r[1]))
+        return None
+
+    def master(self):
+        port = self.master_port()
+        return next((s for s in self.servers_ if s.port == port), None)
+
+    def _in_sync(self, master):
+        """Every live replica of `master` linked and every Sentinel agreeing on it, with the replicas known."""
+        live = [s for s in self.servers_ if s is not master and s.running()]
+        for r in live:
+            try:
+                info = r.info("replication")
+            except (OSError, TimeoutError, ConnectionError, RespError):
+                return False
+            if info.get("master_port") != str(master.port) or info.get("master_link_status") != "up":
+                return False
+        for s in self.sentinels:
+            if self.master_port(s) != master.port:
+                return False
+            try:
+                known = s.call("SENTINEL", "replicas", self.name, timeout=2.0, check=False)
+                others = s.call("SENTINEL", "sentinels", self.name, timeout=2.0, check=False)
+            except (OSError, TimeoutError, ConnectionError):
+                return False
+            if not isinstance(others, list) or len(others) != len(self.sentinels) - 1:
+                return False
+            up = 0
+            for entry in known if isinstance(known, list) else []:
+                fields = dict(zip(map(text, entry[0::2]), map(text, entry[1::2])))
+                if "s_down" not in fields.get("flags", "") and int(fields.get("port", 0)) in {x.port for x in live}:
+                    up += 1
+            if up < len(live):
+                return False
+        return True
+
+    def _wait(self, what, ok, timeout):
+        deadline = time.monotonic() + timeout
+        while not ok():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Sentinel set: {what} not within {timeout}s\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+
+    def start(self):
+        for s in self.servers_ + self.sentinels:
+            if not s.running():
+                s.start()
+        self._wait("replicas in sync and known to every Sentinel", lambda: self._in_sync(self.servers_[0]),
+                   self.start_timeout)
+        return self
+
+    async def astart(self):
+        await asyncio.get_running_loop().run_in_executor(None, self.start)
+        return self
+
+    def running(self):
+        m = self.master()
+        return m is not None and m.running()
+
+    def kill_master(self):
+        m = self.master()
+        m.kill9()
+        return m
+
+    def kill9(self):
+        self.kill_master()
+
+    def wait_failover(self, old, timeout=None):
+        """Until the Sentinels name a master other than `old` and its live replicas follow it."""
+        def done():
+            m = self.master()
+            return m is not None and m is not old and m.running() and self._in_sync(m)
+        self._wait(f"a failover from :{old.port}", done, timeout or self.start_timeout)
+        return self.master()
+
+    async def await_failover(self, old, timeout=None):
+        return await asyncio.get_running_loop().run_in_executor(None, self.wait_failover, old, timeout)
+
+    def close(self):
+        return [s.close() for s in self.sentinels + self.servers_]
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # What the tests ask of "the Redis": the master's.
+    def clients(self):
+        return self.master().clients()
+
+    def subscribers(self):
+        return self.master().subscribers()
+
+    def kill_client(self, client):
+        return self.master().kill_client(client)
+
+    def commandstats(self):
+        return self.master().commandstats()
+
+    def flushall(self):
+        return self.master().flushall()
+
+    def output(self):
+        return "\n".join(s.output() for s in self.servers_ + self.sentinels)
 
 
 class RedisCluster:
