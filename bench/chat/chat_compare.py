@@ -35,7 +35,10 @@ Modes (--modes, comma list, in this order; default fanout):
               delivery owed for the window's sends arrived (--drain seconds after it); ratios
               tongdao / Socket.IO (target: cross-node deliveries per server CPU second >= 5x).
               Nodes and redis-server all on CPU 0 (two cores: five processes there, the load on
-              CPU 1); redis-server runs with no RDB snapshot and no AOF.
+              CPU 1); redis-server runs with no RDB snapshot and no AOF. With --redis-replicas N,
+              tongdao's redis-server has N replicas (on CPU 0 too) and tongdao runs twice: as
+              before, and with --redis-wait-replicas N (what waiting for replicas costs; Redis
+              CPU is the master's).
 
     /usr/bin/python3 bench/chat/chat_compare.py [--modes fanout,saturation,idle,storm,redis] [--quick] [--json out.json]
 
@@ -581,19 +584,32 @@ class RedisServer:
     """A redis-server of its own on a free loopback port, pinned to CPU 0: no RDB snapshots and no
     AOF (a forked snapshot would land in some windows and not others), its files in a temp dir."""
 
-    def __init__(self, name):
+    def __init__(self, name, replicas=0):
         self.name = name
         self.proc, self.port, self.log, self.dir = None, None, None, None
+        self.replicas = [RedisServer(f"{name}-replica{i}") for i in range(replicas)]
 
-    def start(self, logdir):
+    def start(self, logdir, replicaof=None):
         self.port = ec.free_port()
         self.dir = tempfile.mkdtemp(prefix=f"{self.name}.", dir=logdir)
         self.log = open(Path(logdir) / f"{self.name}.log", "ab")
         exe = shutil.which("redis-server") or "redis-server"
+        follow = ["--replicaof", "127.0.0.1", replicaof] if replicaof else []
         self.proc = ec.spawn([exe, "--bind", "127.0.0.1", "--port", self.port, "--save", "", "--appendonly", "no",
-                              "--dir", self.dir, "--daemonize", "no", "--protected-mode", "yes", "--logfile", ""],
+                              "--dir", self.dir, "--daemonize", "no", "--protected-mode", "yes", "--logfile", ""] + follow,
                              SERVER_CPU, stdout=self.log, stderr=self.log)
         ec.wait_port(self.port, self.proc, timeout=15)
+        for r in self.replicas:
+            r.start(logdir, replicaof=self.port)
+        # Online, past the first sync (diskless, after repl-diskless-sync-delay): WAIT counts them then.
+        deadline = time.monotonic() + 30
+        while self.replicas:
+            info = self.info("replication")
+            if sum("state=online" in str(info.get(f"slave{i}", "")) for i in range(len(self.replicas))) == len(self.replicas):
+                break
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.name}: its {len(self.replicas)} replicas were not in sync within 30 s")
+            time.sleep(0.1)
 
     def url(self):
         return f"redis://127.0.0.1:{self.port}"
@@ -680,6 +696,8 @@ class RedisServer:
         return counts
 
     def stop(self):
+        for r in self.replicas:
+            r.stop()
         if self.proc:
             ec.stop(self.proc, grace=5)
             self.proc = None
@@ -691,12 +709,13 @@ class RedisServer:
             self.dir = None
 
 
-def tongdao_redis_node(args, k, redis):
+def tongdao_redis_node(args, k, redis, wait=0):
     exe = args.bin_dir / "tongdao-server"
 
     def cmd(port, data_dir):
         return [exe, "--host", "127.0.0.1", "--port", port, "--threads", "1", "--anonymous", "--redis", redis.url(),
-                "--node-id", f"n{k}", "--rate-limit", "1000", "--rate-burst", "1000", "--log-level", "warn"]
+                "--node-id", f"n{k}", "--rate-limit", "1000", "--rate-burst", "1000", "--log-level", "warn",
+                "--redis-wait-replicas", wait]
     return Server(f"tongdao-n{k}", "tongdao", cmd)
 
 
@@ -743,13 +762,14 @@ class Sample:
 def run_redis_case(args, kind, rate, logdir):
     """3 nodes of one kind on one redis-server, tongdao bench over all of them; returns one row."""
     row = {"server": kind, "rate": rate, "nodes": args.nodes, "rooms": args.rooms, "members": args.members}
-    redis = RedisServer(f"redis-{kind}")
-    make = tongdao_redis_node if kind == "tongdao" else socketio_redis_node
+    tongdao = kind.startswith("tongdao")
+    wait = args.redis_replicas if kind == "tongdao-wait" else 0
+    redis = RedisServer(f"redis-{kind}", args.redis_replicas if tongdao else 0)
     nodes = []
     try:
         redis.start(logdir)
         for k in range(1, args.nodes + 1):
-            n = make(args, k, redis)
+            n = tongdao_redis_node(args, k, redis, wait) if tongdao else socketio_redis_node(args, k, redis)
             nodes.append(n)
             n.start(logdir)
         extra = ["--chat", args.rooms, "--members", args.members, "--rate", rate,
@@ -858,8 +878,11 @@ def run_redis_case(args, kind, rate, logdir):
 
 def run_redis(args, logdir):
     rows = []
+    kinds = list(args.servers)
+    if args.redis_replicas and "tongdao" in kinds:
+        kinds.insert(kinds.index("tongdao") + 1, "tongdao-wait")
     for rate in args.redis_rates:
-        for kind in args.servers:
+        for kind in kinds:
             print(f"redis: {args.nodes} {kind} nodes on one redis-server, {args.rooms} x {args.members}, "
                   f"{rate:g} msg/s per member ...", file=sys.stderr, flush=True)
             rows.append(run_redis_case(args, kind, rate, logdir))
@@ -876,7 +899,10 @@ def redis_table(args, rows):
           "| Redis CPU | Redis CPU µs / send | Redis commands / send | cross-node deliveries / CPU s, Redis included "
           "| load generator CPU | CPU 0 busy | errors |")
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-    name = {"tongdao": "tongdao (Redis engine)", "socketio": "Socket.IO + @socket.io/redis-adapter"}
+    name = {"tongdao": "tongdao (Redis engine)", "socketio": "Socket.IO + @socket.io/redis-adapter",
+            "tongdao-wait": f"tongdao, --redis-wait-replicas {args.redis_replicas}"}
+    if args.redis_replicas:
+        name["tongdao"] += f" ({args.redis_replicas} replicas, not waited for)"
     for r in rows:
         head = f"| {name.get(r['server'], r['server'])} | {r['rate']:g} "
         if "load" not in r or "server_cpu_seconds" not in r:
@@ -956,6 +982,20 @@ def redis_table(args, rows):
         t["ratios_vs_socketio"] = {"cross_per_server_cpu_second": eff, "cross_per_cpu_second_with_redis": eff_r,
                                    "cross_deliveries_per_sec": thr, "cross_p99": p99, "redis_cpu_per_send": rcpu,
                                    "redis_commands_per_send": rcmd}
+    for rate in args.redis_rates:
+        t = next((r for r in rows if r["rate"] == rate and r["server"] == "tongdao" and "server_cpu_seconds" in r), None)
+        w = next((r for r in rows if r["rate"] == rate and r["server"] == "tongdao-wait" and "server_cpu_seconds" in r), None)
+        if not t or not w:
+            continue
+        ratio = lambda a, b: a / b if a is not None and b else None
+        cpu = ratio(w["server_us_per_delivery"], t["server_us_per_delivery"])
+        rcpu = ratio(w["redis_cpu_us_per_send"], t["redis_cpu_us_per_send"])
+        print(f"\nAt {rate:g} msg/s per member, waiting for {args.redis_replicas} replicas ÷ not: nodes' CPU per delivery "
+              f"{fmt(cpu, '.2f')}; master's CPU per send {fmt(rcpu, '.2f')}; cross-node p50 / p99 "
+              f"{ms(w['load']['cross_latency_us']['p50']):.2f} / {ms(w['load']['cross_latency_us']['p99']):.2f} ms against "
+              f"{ms(t['load']['cross_latency_us']['p50']):.2f} / {ms(t['load']['cross_latency_us']['p99']):.2f}; Redis "
+              f"commands per send {fmt(w['redis_commands_per_send'], '.2f')} against {fmt(t['redis_commands_per_send'], '.2f')}.")
+        w["ratios_vs_not_waiting"] = {"cpu_per_delivery": cpu, "redis_cpu_per_send": rcpu}
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -982,6 +1022,8 @@ def parse_args():
     ap.add_argument("--nodes", type=int, default=3, help="redis: nodes of each server on one redis-server")
     ap.add_argument("--redis-rates", default="0.25", help="redis: messages/s per member, comma list (default 0.25)")
     ap.add_argument("--drain", type=float, default=2, help="redis: seconds after the window to wait for its deliveries")
+    ap.add_argument("--redis-replicas", type=int, default=0,
+                    help="redis: replicas of tongdao's redis-server, and a second tongdao run waiting for them")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 3 s windows, 2 x 20 fan-out, 1,000 idle, a storm of 500 x 200")
     ap.add_argument("--bin-dir", type=Path, default=REPO / "build" / "release" / "bin")
