@@ -12,6 +12,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstdlib>
@@ -275,6 +276,17 @@ struct Pending {
     bool held = false; ///< its reply waits for the WAIT sent after it
     bool wait = false; ///< that WAIT
 };
+
+/** Commands whose replies hold no chat data (the server's settings and slot map): used at
+ *  once, not held for a WAIT, so that they work while replicas are away. */
+bool aboutTheServer(std::string_view command) {
+    constexpr std::array<std::string_view, 6> names{"INFO", "CONFIG", "CLUSTER", "ROLE", "PING", "ASKING"};
+    for (auto n : names)
+        if (command.size() == n.size() &&
+            std::equal(n.begin(), n.end(), command.begin(), [](char a, char b) { return a == (b & ~0x20); }))
+            return true;
+    return false;
+}
 
 /** A deep copy of a reply, freed by freeReplyObject (hiredis frees its own after the callback). */
 redisReply* copyReply(const redisReply* r) {
@@ -541,7 +553,7 @@ void RedisCommands::command(const std::vector<std::string_view>& args, Callback 
         argv.push_back(a.data());
         lens.push_back(a.size());
     }
-    const bool held = waitReplicas_ > 0;
+    const bool held = waitReplicas_ > 0 && !aboutTheServer(args.empty() ? std::string_view() : args[0]);
     auto* p = new Pending{std::move(cb)};
     p->held = held;
     if (redisAsyncCommandArgv(ac_, &RedisCommands::onReply, p, static_cast<int>(argv.size()), argv.data(), lens.data()) !=

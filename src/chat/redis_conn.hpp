@@ -102,7 +102,8 @@ public:
     /** Checks with ROLE that the server is a master, and leaves it if it answers READONLY. */
     void requireMaster(bool on) noexcept { requireMaster_ = on; }
     /** Replies wait for a WAIT of `replicas` (0: none) for `waitMs`; one WAIT serves
-     *  every command sent in the same turn. A WAIT short of `replicas` fails them (null). */
+     *  every command sent in the same turn. A WAIT short of `replicas` fails them (null).
+     *  INFO, CONFIG, CLUSTER, ROLE, PING and ASKING are answered at once. */
     void waitFor(int replicas, int waitMs) noexcept { waitReplicas_ = replicas, waitTimeoutMs_ = waitMs; }
 
     /** Sends one command. Not ready, or too many in flight: `cb(nullptr)` before returning. */

@@ -166,12 +166,25 @@ void RedisStore::checkSettings() {
     router_->command("", {"INFO", "persistence"}, [replicas = options_.topology.waitReplicas](const redisReply* r) {
         if (!r || text(r).find("aof_enabled:1") != std::string_view::npos) return; // no answer: nothing to say
         if (replicas > 0)
-            log(LogLevel::info, "chat store: Redis runs without AOF: acked messages live on the master and %d "
-                                "replicas; a restart of them all loses them (docs/SCALING.md)", replicas);
+            log(LogLevel::info, "chat store: Redis runs without AOF: acked messages live on the master and on "
+                                "--redis-wait-replicas (%d) of its replicas; a restart of them all loses them "
+                                "(docs/SCALING.md)", replicas);
         else
             log(LogLevel::warn, "chat store: Redis runs without AOF (appendonly no): a Redis restart loses acked "
                                 "messages; their rooms then start new histories (docs/SCALING.md)");
     });
+    if (const int want = options_.topology.waitReplicas; want > 0)
+        router_->command("", {"INFO", "replication"}, [want](const redisReply* r) {
+            const auto info = text(r);
+            const auto at = info.find("connected_slaves:");
+            if (at == std::string_view::npos) return;
+            int have = 0;
+            const auto digits = info.substr(at + 17);
+            std::from_chars(digits.data(), digits.data() + digits.size(), have);
+            if (have < want)
+                log(LogLevel::warn, "chat store: the Redis master has %d replicas connected, --redis-wait-replicas wants %d: "
+                                    "sends, joins and history answer unavailable until it has them", have, want);
+        });
     router_->command("", {"CONFIG", "GET", "maxmemory-policy"}, [](const redisReply* r) {
         const auto policy = text(at(r, 1));
         if (!policy.empty() && policy != "noeviction")
