@@ -213,6 +213,11 @@ std::vector<std::string> needRestart(const Settings& now, const Settings& next) 
     return out;
 }
 
+/** Why the server does not start, on standard error (an error in the journal). */
+void startError(const char* why) {
+    std::fprintf(stderr, "%stongdao-server: %s\n", tongdao::journalPriority(tongdao::LogLevel::error), why);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -220,7 +225,7 @@ int main(int argc, char** argv) {
     int status = 0;
     bool printed = false;
     if (const auto error = load(argc, argv, st, status, printed); printed || status != 0 || !error.empty()) {
-        if (!error.empty()) std::fprintf(stderr, "tongdao-server: %s\n", error.c_str());
+        if (!error.empty()) startError(error.c_str());
         return status;
     }
     auto& options = st.options;
@@ -239,7 +244,7 @@ int main(int argc, char** argv) {
     try {
         service = std::make_unique<tongdao::chat::Service>(server, chat);
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "tongdao-server: %s\n", e.what());
+        startError(e.what());
         return 1;
     }
     server.ws("/echo", {
@@ -262,7 +267,7 @@ int main(int argc, char** argv) {
     try {
         server.listen(); // also loads the certificates
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "tongdao-server: %s\n", e.what());
+        startError(e.what());
         return 1;
     }
     server.handleSignals();

@@ -20,6 +20,11 @@ std::optional<LogLevel> parseLogLevel(std::string_view s) noexcept;
 
 inline bool logEnabled(LogLevel level) noexcept { return static_cast<int>(level) <= static_cast<int>(logLevel()); }
 
+/** "<N>", the syslog priority of `level`, when standard error is the systemd journal
+ *  (JOURNAL_STREAM names it), else "": the prefix of every line log() writes, for lines that
+ *  go to standard error another way (a program's fatal start-up error). */
+const char* journalPriority(LogLevel level) noexcept;
+
 /** Writes one line if `level` is enabled; printf-style. Thread-safe (one write per line). */
 void log(LogLevel level, const char* format, ...) __attribute__((format(printf, 2, 3)));
 

@@ -29,6 +29,11 @@ bool stderrIsJournal() noexcept {
 }
 } // namespace
 
+const char* journalPriority(LogLevel level) noexcept {
+    static const bool journal = stderrIsJournal();
+    return journal ? priorities[static_cast<int>(level)] : "";
+}
+
 void setLogLevel(LogLevel level) noexcept { currentLevel.store(static_cast<int>(level), std::memory_order_relaxed); }
 
 LogLevel logLevel() noexcept { return static_cast<LogLevel>(currentLevel.load(std::memory_order_relaxed)); }
@@ -49,9 +54,8 @@ void log(LogLevel level, const char* format, ...) {
     ::gmtime_r(&ts.tv_sec, &t);
     // Into the journal, each line starts with its syslog priority, which journald takes off and
     // files (`journalctl -p warning` then selects the warnings and errors).
-    static const bool journal = stderrIsJournal();
     int n = std::snprintf(line, sizeof line, "%s%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s ",
-                          journal ? priorities[static_cast<int>(level)] : "", t.tm_year + 1900, t.tm_mon + 1,
+                          journalPriority(level), t.tm_year + 1900, t.tm_mon + 1,
                           t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, ts.tv_nsec / 1000000,
                           names[static_cast<int>(level)]);
     va_list args;

@@ -195,6 +195,22 @@ def main():
             else:
                 check(lines and not any(l.startswith("<") for l in lines),
                       "JOURNAL_STREAM naming another file: no priority prefix", "\n".join(lines))
+        # A server that does not start says why at the priority of an error.
+        r, w = os.pipe()
+        st = os.fstat(w)
+        env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+        p = subprocess.Popen([server, "--port", str(free_port()), "--anonymous", "--redis", "redis-sentinel://h:1"],
+                             stdout=subprocess.DEVNULL, stderr=w, env=env)
+        os.close(w)
+        try:
+            status = p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            stop_process(p)
+            status = None
+        with os.fdopen(r, errors="replace") as f:
+            out = f.read()
+        check(status == 1 and out.startswith("<3>tongdao-server: ") and "#mymaster" in out,
+              "a start-up error in the journal: one line at priority err (<3>) with its reason", f"{status} {out!r}")
 
         # What the package ships, with its paths in the temporary directory.
         text = open(os.path.join(ROOT, "packaging", "tongdao-server", "tongdao-server.conf.in")).read()
