@@ -84,7 +84,9 @@ def help_options(server):
     """{option: (environment variable, default or None)} from `tongdao-server --help`."""
     _, out = run([server, "--help"], quiet=True)
     opts = {}
-    for m in re.finditer(r"--([a-z][a-z-]*)(?: [A-Z]+(?::\{[^}]*\})?(?:=(\S*))?)?(?: \.\.\.)? \(Env:(TONGDAO_[A-Z_]+)\)", out):
+    # --name TYPE[:{a,b}|:TYPE in [lo - hi]][=default] [...] (Env:TONGDAO_NAME)
+    for m in re.finditer(r"--([a-z][a-z-]*)(?: [A-Z]+(?::(?:\{[^}]*\}|[A-Z]+ in \[[^\]]*\]))?(?:=(\S*))?)?(?: \.\.\.)? "
+                         r"\(Env:(TONGDAO_[A-Z_]+)\)", out):
         opts[m.group(1)] = (m.group(3), m.group(2))
     if len(opts) < 20:
         raise Failure(f"could not read the options of tongdao-server --help ({len(opts)} found):\n{out}")
