@@ -154,9 +154,13 @@ std::string load(int argc, char** argv, Settings& st, int& exitStatus, bool& pri
         app.parse(argc, argv);
         if (!st.configFile.empty()) tongdao::app::applyConfigFile(app, st.configFile);
     } catch (const CLI::ParseError& e) {
-        exitStatus = app.exit(e); // says what was wrong (or the help) itself
-        printed = true;
-        return {};
+        if (e.get_exit_code() == 0) { // --help, --version: CLI11 prints them
+            exitStatus = app.exit(e);
+            printed = true;
+            return {};
+        }
+        exitStatus = e.get_exit_code();
+        return std::string(e.what()) + " (tongdao-server --help lists the options)";
     } catch (const tongdao::app::ConfigError& e) {
         exitStatus = 2;
         return e.what();
