@@ -182,7 +182,8 @@ public:
     std::function<void(const std::string& channel)> onDropped;
     /** The connection was lost: every subscription with it. */
     std::function<void()> onDown;
-    /** A connection could not be made, or was lost (before `onDown`, ready or not). */
+    /** A connection could not be made, or was lost (after `onDown`), its retry scheduled:
+     *  the time to pick another address with `setEndpoint(ep, false)`. */
     std::function<void()> onFailed;
 
     /** Unread input beyond this is a broken server: the connection is dropped. */
@@ -283,7 +284,6 @@ private:
         std::shared_ptr<RedisSubscriber> sub;
     };
     Node& node(const std::string& hostPort);
-    void watchSentinel();
     Node* forSlot(std::uint16_t slot);
     void refreshSlots();
     void scheduleRefresh();
