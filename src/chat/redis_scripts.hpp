@@ -18,8 +18,10 @@ namespace tongdao::chat::redis {
 
 /**
  * append: KEYS room, stream, bodies, cids, states. ARGV kind, target, user, name, cid, body,
- * keep (events kept, 0 all), maxAgeMs (0 forever), origin, channel ("": not published), newEpoch.
- * -> {"ok", epoch, seq, ts} | {"dup", epoch, seq, ts} | {"notfound"} | {"forbidden"}
+ * keep (events kept, 0 all), maxAgeMs (0 forever), origin, channel, newEpoch.
+ * -> {"ok", epoch, seq, ts} | {"dup", epoch, seq, ts} | {"notfound"} | {"forbidden"}; with
+ * channel "" the event is not published but returned, for the node to publish:
+ * {"ok", epoch, seq, ts, event}
  */
 inline constexpr const char* appendScript = R"lua(
 local room, stream, bodies, cids, states = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -89,9 +91,9 @@ elseif kind == '2' then
   end
   redis.call('HSET', states, target, '2')
 end
-if channel ~= '' then
-  redis.call('SPUBLISH', channel, table.concat({'E', epoch, origin, seq, ts, kind, target, user, name, cid, body}, '\n'))
-end
+local event = table.concat({'E', epoch, origin, seq, ts, kind, target, user, name, cid, body}, '\n')
+if channel == '' then return {'ok', epoch, seq, ts, event} end
+redis.call('SPUBLISH', channel, event)
 return {'ok', epoch, seq, ts}
 )lua";
 

@@ -539,7 +539,7 @@ void RedisStore::append(AppendRequest req, std::function<void(AppendResult)> don
                                     std::to_string(static_cast<std::uint64_t>(options_.retentionDays) * 86'400'000),
                                     options_.node + ":" + std::to_string(token),
                                     // Waiting for replicas, the node publishes once they have it.
-                                    waitsForReplicas() ? std::string() : key(req.room, ":e"),
+                                    options_.topology.waitReplicas > 0 ? std::string() : key(req.room, ":e"),
                                     f ? f->candidate : newEpoch()};
         if (f) f->mine[token].done = std::move(done);
         auto reply = [this, token, start, req = std::move(req), done = f ? nullptr : std::move(done)](const redisReply* r) mutable {
@@ -568,7 +568,7 @@ void RedisStore::append(AppendRequest req, std::function<void(AppendResult)> don
                 e.name = std::move(req.name);
                 e.cid = std::move(req.cid);
                 e.body = req.kind == EventKind::remove ? "null" : std::move(req.body);
-                if (res.status == StoreStatus::ok && waitsForReplicas()) publish(res.room, epoch, token, e);
+                if (res.status == StoreStatus::ok && size(r) >= 5) publish(res.room, std::string(text(at(r, 4))));
                 if (res.status == StoreStatus::ok) {
                     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
                     counters_.committed(1, secs);
@@ -787,11 +787,7 @@ void RedisStore::releaseRoom(std::string room) {
 
 // --- signals and presence ------------------------------------------------------------------
 
-void RedisStore::publish(const std::string& room, const std::string& epoch, std::uint64_t token, const StoredEvent& e) {
-    // As the append script would: E epoch origin seq ts kind target user name cid body.
-    std::string payload = "E\n" + epoch + "\n" + options_.node + ":" + std::to_string(token) + "\n" + std::to_string(e.seq) +
-                          "\n" + std::to_string(e.ts) + "\n" + std::to_string(static_cast<int>(e.kind)) + "\n" +
-                          std::to_string(e.target) + "\n" + e.user + "\n" + e.name + "\n" + e.cid + "\n" + e.body;
+void RedisStore::publish(const std::string& room, std::string payload) {
     const auto channel = key(room, ":e");
     router_->command(channel, {"SPUBLISH", channel, std::move(payload)}, [](const redisReply*) {});
 }
@@ -805,8 +801,7 @@ void RedisStore::signal(std::string room, Signal s) {
         } else {
             payload = "T\n" + options_.node + "\n" + s.event;
         }
-        const auto channel = key(room, ":e");
-        router_->command(channel, {"SPUBLISH", channel, std::move(payload)}, [](const redisReply*) {});
+        publish(room, std::move(payload));
     });
 }
 

@@ -115,10 +115,9 @@ private:
     Feed* feed(const std::string& room);
     void subscribed(const std::string& channel);
     void message(std::string_view channel, std::string_view payload);
-    bool waitsForReplicas() const noexcept { return options_.topology.waitReplicas > 0; }
-    /** An event this node stored, to the room's channel (what the append script publishes
-     *  when it does not wait for replicas). */
-    void publish(const std::string& room, const std::string& epoch, std::uint64_t token, const StoredEvent& e);
+    /** To the room's channel: a signal, or an event the append script returned instead of
+     *  publishing it (the node waits for replicas first). */
+    void publish(const std::string& room, std::string payload);
     /** Reads the room's position (creating the room, or replacing a `stale` epoch). */
     void openFeed(Feed& f, const std::string& stale = {});
     void finishOpen(Feed& f, StoreStatus st);
