@@ -153,18 +153,34 @@ TEST(Session, PooledBuffersAreReturnedWhenIdle) {
 }
 
 TEST(Session, PoolBounds) {
-    BufferPool pool(2, 1024);
-    for (int i = 0; i < 3; ++i) {
-        ByteVec scratch(10);
+    BufferPool pool(1000, 1024); // 1000 bytes in all, 1024 for one item
+    std::size_t each = 0;
+    for (int i = 0; i < 40; ++i) {
         ByteBuffer b;
-        b.append(scratch);
+        b.resize(300);
+        each = b.capacity();
         pool.release(std::move(b));
     }
-    EXPECT_EQ(pool.size(), 2u);
+    EXPECT_EQ(pool.size(), 1000 / each); // as many as the budget holds
+    EXPECT_LE(pool.keptBytes(), 1000u);
+    EXPECT_EQ(pool.keptBytes(), pool.size() * each);
     ByteBuffer big;
     big.resize(4096);
     pool.release(std::move(big));
-    EXPECT_EQ(pool.size(), 2u); // over the kept capacity: freed
+    EXPECT_EQ(pool.size(), 1000 / each); // over the item bound: freed
+    const auto b = pool.acquire();
+    EXPECT_EQ(b.capacity(), each);
+    EXPECT_EQ(pool.keptBytes(), (1000 / each - 1) * each); // what is taken out no longer counts
+
+    BufferPool blocks(3 * 1024);
+    std::vector<std::unique_ptr<OutputBlock>> out;
+    for (int i = 0; i < 10; ++i) out.push_back(blocks.acquireBlock());
+    for (auto& o : out) {
+        o->data.resize(500);
+        blocks.releaseBlock(std::move(o));
+    }
+    EXPECT_GE(blocks.size(), 2u);
+    EXPECT_LE(blocks.keptBytes(), 3u * 1024); // blocks count with their storage
 }
 
 } // namespace

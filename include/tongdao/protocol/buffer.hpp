@@ -102,46 +102,63 @@ struct OutputBlock {
  */
 class BufferPool {
 public:
-    explicit BufferPool(std::size_t maxItems = 256, std::size_t maxKeptCapacity = 256 * 1024)
-        : maxItems_(maxItems), maxKept_(maxKeptCapacity) {}
+    /**
+     * Keeps up to `maxKeptBytes` of spare storage in all (so that as many connections as
+     * write at once, e.g. all of a room's members when a delayed write is due, find theirs
+     * here), and no single item of more than `maxItemBytes`.
+     */
+    explicit BufferPool(std::size_t maxKeptBytes = 4 * 1024 * 1024, std::size_t maxItemBytes = 256 * 1024)
+        : maxKeptBytes_(maxKeptBytes), maxItem_(maxItemBytes) {}
 
     ByteBuffer acquire() {
         if (buffers_.empty()) return {};
         ByteBuffer b = std::move(buffers_.back());
         buffers_.pop_back();
+        kept_ -= b.capacity();
         return b;
     }
-    /** Takes a buffer back; one too large, or beyond the pool's count, is freed. */
+    /** Takes a buffer back; one too large, or beyond the pool's budget, is freed. */
     void release(ByteBuffer&& b) {
-        if (b.capacity() == 0) return;
-        if (b.capacity() > maxKept_ || buffers_.size() >= maxItems_) {
+        const std::size_t cap = b.capacity();
+        if (cap == 0) return;
+        if (cap > maxItem_ || kept_ + cap > maxKeptBytes_) {
             b.release();
             return;
         }
         b.clear();
         buffers_.push_back(std::move(b));
+        kept_ += cap;
     }
 
     std::unique_ptr<OutputBlock> acquireBlock() {
         if (blocks_.empty()) return std::make_unique<OutputBlock>();
         auto b = std::move(blocks_.back());
         blocks_.pop_back();
+        kept_ -= footprint(*b);
         return b;
     }
     void releaseBlock(std::unique_ptr<OutputBlock> b) {
-        if (!b || b->capacity() > maxKept_ || blocks_.size() >= maxItems_) return;
+        if (!b) return;
+        const std::size_t bytes = footprint(*b);
+        if (b->capacity() > maxItem_ || kept_ + bytes > maxKeptBytes_) return;
         b->clear();
         blocks_.push_back(std::move(b));
+        kept_ += bytes;
     }
 
     /** Spare items held. */
     std::size_t size() const noexcept { return buffers_.size() + blocks_.size(); }
+    /** Bytes of storage they hold. */
+    std::size_t keptBytes() const noexcept { return kept_; }
 
 private:
+    static std::size_t footprint(const OutputBlock& b) noexcept { return sizeof(OutputBlock) + b.capacity(); }
+
     std::vector<ByteBuffer> buffers_;
     std::vector<std::unique_ptr<OutputBlock>> blocks_;
-    std::size_t maxItems_;
-    std::size_t maxKept_;
+    std::size_t maxKeptBytes_;
+    std::size_t maxItem_;
+    std::size_t kept_ = 0;
 };
 
 /** Up to three runs of bytes to write, in order (a gather list for `writev`). */
