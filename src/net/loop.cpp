@@ -45,7 +45,7 @@ void trimHeap() noexcept {
 } // namespace
 
 struct Loop::Impl {
-    explicit Impl(asio::io_context& io) : watcher(io), timer(io), trimTimer(io) {}
+    explicit Impl(asio::io_context& io) : watcher(io), timer(io), trimTimer(io), delayTimer(io) {}
     int epfd = -1;
     asio::posix::stream_descriptor watcher; // Asio waits on the epoll set's descriptor
     asio::steady_timer timer;               // the one-second tick
@@ -53,6 +53,7 @@ struct Loop::Impl {
     std::array<epoll_event, maxEventsPerRound> events{};
     asio::steady_timer trimTimer;       // a burst of new sockets is over: trim the heap
     std::uint32_t tracked = 0;          ///< sockets made since the heap was last trimmed
+    asio::steady_timer delayTimer;      ///< armed while writes wait for the write delay
 };
 
 Loop::Loop(std::size_t index)
@@ -91,6 +92,7 @@ Loop::~Loop() {
     asio::error_code ignored;
     impl_->timer.cancel();
     impl_->trimTimer.cancel();
+    impl_->delayTimer.cancel();
     impl_->watcher.close(ignored); // closes the epoll descriptor
 }
 
@@ -189,6 +191,46 @@ void Loop::markDirty(Socket& s) {
     if (!inTurn()) flushDirty();
 }
 
+void Loop::markDirtySoon(Socket& s) {
+    if (writeDelay_.count() == 0 || !inTurn()) return markDirty(s);
+    if (s.dirty_ || s.delayed_) return; // written at the end of this turn, or when the timer fires
+    s.delayed_ = true;
+    delayed_.push_back(&s);
+    if (delayed_.size() > 1) return;
+    // One timer for the loop, from the first write that waits: each write waits at most
+    // the delay, and everything marked until it fires leaves with it.
+    impl_->delayTimer.expires_after(writeDelay_);
+    impl_->delayTimer.async_wait([this](const asio::error_code& ec) {
+        if (!ec) flushDelayed();
+    });
+}
+
+void Loop::flushDelayed() {
+    Turn turn(*this);
+    // Marked dirty now, they are written at the end of this turn. What is marked soon
+    // meanwhile starts a new wait.
+    std::vector<Socket*> due;
+    due.swap(delayed_);
+    for (Socket* s : due) {
+        s->delayed_ = false;
+        markDirty(*s);
+    }
+    due.clear();
+    if (delayed_.empty()) delayed_.swap(due); // keep the capacity
+}
+
+void Loop::undelay(Socket& s) noexcept {
+    // A socket that closes while its write waits; the latest marked are at the back.
+    s.delayed_ = false;
+    for (std::size_t i = delayed_.size(); i-- > 0;) {
+        if (delayed_[i] == &s) {
+            delayed_[i] = delayed_.back();
+            delayed_.pop_back();
+            return;
+        }
+    }
+}
+
 void Loop::endTurn() noexcept {
     flushDirty();
     doomed_.clear();
@@ -229,6 +271,7 @@ void Loop::track(Socket& s) {
 }
 
 void Loop::untrack(Socket& s) noexcept {
+    if (s.delayed_) undelay(s);
     const std::uint32_t i = s.trackIndex_;
     if (i >= sockets_.size() || sockets_[i] != &s) return;
     sockets_[i] = sockets_.back();

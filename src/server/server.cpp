@@ -68,6 +68,7 @@ namespace detail {
 
 LoopContext::LoopContext(Server::Impl& s, std::size_t index)
     : loop(index), server(s), trustedProxies(std::make_shared<const net::IpRanges>(s.options.trustedProxies)) {
+    loop.setWriteDelay(s.options.writeDelay);
     loop.setOwner(this);
 }
 
@@ -159,7 +160,7 @@ void LoopContext::publishLocal(std::string_view name, std::string_view message, 
         protocol::SharedDeflate* sd = shared.empty() ? nullptr : shared[loopIndex].get();
         const int bits = ext && sd ? protocol::sharedDeflateWindow(ext, sd) : 0;
         if (ext && bits == 0) {
-            ws->send(message, kind); // its own compressor, with its own context
+            ws->queue(message, kind, true); // its own compressor, with its own context
             continue;
         }
         if (ext && message.size() >= sd->options().threshold) {

@@ -237,7 +237,9 @@ void WebSocket::onTimeout() {
 
 // --- output ---------------------------------------------------------------------------
 
-SendStatus WebSocket::send(std::string_view message, MessageKind kind) {
+SendStatus WebSocket::send(std::string_view message, MessageKind kind) { return queue(message, kind, false); }
+
+SendStatus WebSocket::queue(std::string_view message, MessageKind kind, bool soon) {
     if (finished_ || !engine_.isOpen()) return SendStatus::dropped;
     const auto& b = route_->behavior;
     const std::size_t backlog = engine_.bufferedAmount();
@@ -251,17 +253,19 @@ SendStatus WebSocket::send(std::string_view message, MessageKind kind) {
     ctx()->stats.messagesOut.add();
     ctx()->stats.bytesOut.add(message.size());
     const bool hadBacklog = writePending(); // the kernel refused earlier data
-    queued();
+    queued(soon);
     if (!hadBacklog) return SendStatus::success;
     wantDrain_ = true;
     return SendStatus::backpressure;
 }
 
-void WebSocket::queued() {
-    // Corked until the end of the turn, but no further than corkLimit: past it the bytes
-    // go to the kernel now, so the backlog the limits see is only what the peer has not
-    // taken, and a sender that stops at `dropped` is woken by `drain`.
+void WebSocket::queued(bool soon) {
+    // Corked until the end of the turn (or, published, until the write delay is over), but
+    // no further than corkLimit: past it the bytes go to the kernel now, so the backlog the
+    // limits see is only what the peer has not taken, and a sender that stops at `dropped`
+    // is woken by `drain`. While the kernel refuses data, the writable event writes it.
     if (engine_.bufferedAmount() >= corkLimit && !writePending()) flush();
+    else if (soon) loop().markDirtySoon(*this);
     else markDirty();
 }
 
@@ -276,7 +280,7 @@ bool WebSocket::sendFramed(protocol::Bytes frame) {
     }
     if (engine_.sendFramed(frame)) return false;
     ctx()->stats.messagesOut.add();
-    queued();
+    queued(true);
     return true;
 }
 

@@ -217,6 +217,103 @@ TEST(PubSub, ThousandMessagesFromOneThreadArriveInOrderEverywhere) {
     EXPECT_GE(s.ts.server.stats().messagesOut, static_cast<std::uint64_t>(count) * members.size());
 }
 
+// --- the write delay -------------------------------------------------------------------------
+
+/**
+ * /ws on one loop with a write delay: subscribed to "t" on open; "direct" is answered by a
+ * send, "pub M" publishes M to the others and answers "published", "end" closes.
+ */
+struct DelayedServer {
+    TestServer ts;
+    std::uint16_t port = 0;
+
+    explicit DelayedServer(std::chrono::milliseconds delay) : ts([delay] {
+        auto o = testOptions(1);
+        o.writeDelay = delay;
+        return o;
+    }()) {
+        WebSocketBehavior b;
+        b.open = [](WebSocket& ws) {
+            ws.subscribe("t");
+            ws.sendText("open");
+        };
+        b.message = [](WebSocket& ws, std::string_view m, MessageKind) {
+            if (m == "direct") ws.sendText("answer");
+            else if (m == "end") ws.end(1000, "bye");
+            else if (m.starts_with("pub ")) ws.sendText(ws.publish("t", m.substr(4)) ? "published" : "not published");
+        };
+        ts.server.ws("/ws", std::move(b));
+        port = ts.start();
+    }
+
+    std::unique_ptr<WsClient> join() {
+        auto c = std::make_unique<WsClient>(port);
+        EXPECT_TRUE(c->handshake("/ws"));
+        EXPECT_EQ(c->nextMessage(), "open") << "a direct send is not delayed";
+        return c;
+    }
+};
+
+TEST(PubSubWriteDelay, PublishedMessagesWaitAndLeaveTogetherInOrder) {
+    DelayedServer s(1000ms);
+    auto a = s.join(), b = s.join();
+    const auto reads = a->reads();
+    const auto start = Clock::now();
+    for (int i = 0; i < 5; ++i) {
+        s.ts.server.publish("t", "m" + std::to_string(i));
+        std::this_thread::sleep_for(5ms);
+    }
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(a->nextMessage(), "m" + std::to_string(i));
+    EXPECT_GE(Clock::now() - start, 900ms) << "held for the delay";
+    EXPECT_EQ(a->reads() - reads, 1u) << "the five left in one write";
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(b->nextMessage(), "m" + std::to_string(i));
+    // The next ones wait again.
+    const auto again = Clock::now();
+    s.ts.server.publish("t", "later");
+    EXPECT_EQ(a->nextMessage(), "later");
+    EXPECT_GE(Clock::now() - again, 900ms);
+}
+
+TEST(PubSubWriteDelay, ADirectSendTakesAlongWhatWaits) {
+    DelayedServer s(2500ms);
+    auto a = s.join(), b = s.join();
+    const auto start = Clock::now();
+    s.ts.server.publish("t", "news");
+    ASSERT_TRUE(a->sendText("direct"));
+    EXPECT_EQ(a->nextMessage(), "news") << "in the order queued";
+    EXPECT_EQ(a->nextMessage(), "answer");
+    EXPECT_LT(Clock::now() - start, 2000ms) << "the answer did not wait for the delay, nor did what it took along";
+    // The other subscriber, which sent nothing, still waits for the delay.
+    EXPECT_EQ(b->nextMessage(10s), "news");
+    EXPECT_GE(Clock::now() - start, 2400ms);
+    // A closing handshake is not delayed either, and takes what waits with it.
+    s.ts.server.publish("t", "last");
+    ASSERT_TRUE(a->sendText("end"));
+    EXPECT_EQ(a->nextMessage(), "last");
+    EXPECT_EQ(a->nextClose(), closeEv(1000, "bye"));
+}
+
+TEST(PubSubWriteDelay, ConnectionsThatCloseWhileTheirWriteWaitsAreForgotten) {
+    DelayedServer s(300ms);
+    std::vector<std::unique_ptr<WsClient>> clients;
+    for (int i = 0; i < 6; ++i) clients.push_back(s.join());
+    // Published from the loop, so that it is queued before what the clients send next.
+    auto publisher = s.join();
+    ASSERT_TRUE(publisher->sendText("pub to all"));
+    ASSERT_EQ(publisher->nextMessage(), "published");
+    // Two go before the delay is over, one abruptly and one from the server's side; the
+    // timer then finds neither (ASan watches for a freed socket).
+    clients[0]->abort();
+    clients[0].reset();
+    ASSERT_TRUE(clients[1]->sendText("end"));
+    EXPECT_EQ(clients[1]->nextMessage(), "to all");
+    EXPECT_EQ(clients[1]->nextClose(), closeEv(1000, "bye"));
+    EXPECT_TRUE(eventually([&] { return s.ts.server.stats().connectionsOpen == 5; })) << "four, and the publisher";
+    for (std::size_t i = 2; i < clients.size(); ++i) EXPECT_EQ(clients[i]->nextMessage(), "to all") << i;
+    s.ts.server.publish("t", "again");
+    for (std::size_t i = 2; i < clients.size(); ++i) EXPECT_EQ(clients[i]->nextMessage(), "again") << i;
+}
+
 } // namespace
 } // namespace tongdao::test
 

@@ -159,6 +159,7 @@ public:
         if (n > 0) {
             raw_.append(buf, static_cast<std::size_t>(n));
             received_ += static_cast<std::size_t>(n);
+            ++reads_;
             return true;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
@@ -271,6 +272,8 @@ public:
     const HttpReply& reply() const noexcept { return reply_; }
     /** Bytes read from the socket so far (wire bytes: after compression, before inflation). */
     std::size_t bytesReceived() const noexcept { return received_; }
+    /** Reads that returned bytes: how many pieces the input came in. */
+    std::size_t reads() const noexcept { return reads_; }
     const std::string& protocol() const noexcept { return protocol_; }
 
     // --- WebSocket -------------------------------------------------------------------------
@@ -403,6 +406,7 @@ private:
     int fd_ = -1;
     std::string raw_;
     std::size_t received_ = 0;
+    std::size_t reads_ = 0;
     std::deque<Rec> events_;
     HttpReply reply_;
     std::string protocol_;

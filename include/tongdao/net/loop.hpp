@@ -25,6 +25,7 @@
 #include <asio/post.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -98,6 +99,15 @@ public:
      * queued for it in one turn leaves in one `writev` (corking).
      */
     void markDirty(Socket& s);
+    /**
+     * Like `markDirty`, but the write may wait up to the write delay for more output to the
+     * same socket, so that it leaves in fewer, larger writes (at the end of this turn when
+     * the delay is 0). What `markDirty` marks in the meantime takes it along at once.
+     */
+    void markDirtySoon(Socket& s);
+    /** How long `markDirtySoon` lets output wait (0, the default: not at all). */
+    void setWriteDelay(std::chrono::microseconds d) noexcept { writeDelay_ = d; }
+    std::chrono::microseconds writeDelay() const noexcept { return writeDelay_; }
 
     // --- used by Pollable / Socket --------------------------------------------------
     void add(Pollable& p, int fd, std::uint32_t events);
@@ -134,6 +144,8 @@ private:
     void onReady();
     void endTurn() noexcept;
     void flushDirty() noexcept;
+    void flushDelayed();
+    void undelay(Socket& s) noexcept;
     void tick();
     void trimWhenQuiet();
 
@@ -146,10 +158,12 @@ private:
     std::unique_ptr<std::byte[]> staging_;
     protocol::BufferPool pool_;
     std::vector<Socket*> dirty_;
+    std::vector<Socket*> delayed_; ///< marked by markDirtySoon, written when the delay timer fires
     std::vector<Socket*> sockets_;
     std::vector<std::unique_ptr<Pollable>> doomed_;
     std::vector<std::function<void()>> tickHooks_;
     void* owner_ = nullptr;
+    std::chrono::microseconds writeDelay_{0};
     std::uint32_t now_ = 0;
     int turnDepth_ = 0;
     bool armed_ = false;

@@ -139,6 +139,7 @@ private:
     bool connecting_ : 1 = false;
     bool connectingTls_ : 1 = false; ///< a client-side handshake: onSecured() when done
     bool dirty_ : 1 = false;
+    bool delayed_ : 1 = false; ///< in the loop's list of writes that wait for the write delay
 };
 
 /** Where to listen or connect: a host name or literal address and a port. */

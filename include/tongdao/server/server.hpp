@@ -60,6 +60,14 @@ struct ServerOptions {
      * itself off as another address by sending them. `Server::setTrustedProxies` changes it.
      */
     net::IpRanges trustedProxies = {};
+    /**
+     * How long a published message may wait before it is written, for more to the same
+     * connection to leave with it in one write: fewer system calls per message under heavy
+     * fan-out, for up to this much latency. Replies and other sends are not delayed, and
+     * take along what waits for their connection. 0 (the default): written at the end of the
+     * turn that published it.
+     */
+    std::chrono::milliseconds writeDelay{0};
 };
 
 namespace detail {

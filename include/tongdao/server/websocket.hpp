@@ -145,7 +145,10 @@ public:
     static void operator delete(void* p) noexcept;
     /** Starts the connection: the open handler, then the bytes that came with the handshake. */
     void start(protocol::MutableBytes leftover);
-    /** Queues a frame already made for this kind of connection (pub/sub fan-out). */
+    /**
+     * Queues a frame already made for this kind of connection (pub/sub fan-out). Like every
+     * published message it may wait up to `ServerOptions::writeDelay` to leave with others.
+     */
     bool sendFramed(protocol::Bytes frame);
     detail::Route& route() const noexcept { return *route_; }
     const protocol::Extension* extension() const noexcept { return engine_.extension(); }
@@ -154,6 +157,7 @@ private:
     struct Events;
     friend struct Events;
     friend struct detail::Topic;
+    friend struct detail::LoopContext;
 
     using TopicList = std::vector<std::pair<detail::Topic*, std::uint32_t>>; ///< topic, our index in its list
     /** What most connections do without: kept behind one pointer, made only when needed. */
@@ -171,7 +175,9 @@ private:
     void onFlush() override;
 
     void receive(protocol::MutableBytes data);
-    void queued();
+    /** send(); published (`soon`), the write may wait for the server's write delay. */
+    SendStatus queue(std::string_view message, MessageKind kind, bool soon);
+    void queued(bool soon);
     void flush();
 
     /** Bytes queued in one turn before they are written without waiting for its end. */
