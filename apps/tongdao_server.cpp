@@ -71,6 +71,7 @@ struct Settings {
     tongdao::chat::ChatOptions chat;
     std::size_t maxPayload = 16 * 1024 * 1024;
     std::uint32_t idleTimeout = 60;
+    std::uint32_t writeDelay = 0; ///< ms
     std::string deflate = "shared", durability = "full", logLevel = "info";
     std::string authSecretFile, apiKeyFile, webRoot, configFile;
     std::vector<std::string> certs, keys, trustedProxies;
@@ -111,6 +112,8 @@ void define(CLI::App& app, Settings& st) {
     opt("--node-id", chat.nodeId, "this node's name among several (default: random)");
     opt("--durability", st.durability, "full: an ack survives power loss; normal: a killed process")
         ->check(CLI::IsMember({"full", "normal"}));
+    opt("--commit-delay", chat.commitDelay, "ms writes gather before each commit, into fewer syncs (SQLite; 0: at once)")
+        ->check(CLI::Range(0, 1000));
     app.add_flag("--anonymous", chat.anonymous, "accept hello {name} without a token")->envname("TONGDAO_ANONYMOUS");
     opt("--auth-secret-file", st.authSecretFile, "file holding the HS256 secret that signs tokens");
     // Origins and appids hold no comma: a TONGDAO_ variable (or one option) may list several.
@@ -136,6 +139,9 @@ void define(CLI::App& app, Settings& st) {
     opt("--presence-grace", chat.presenceGrace, "seconds before a user's leave is announced");
     opt("--max-presence-events", chat.maxPresenceEvents, "presence events only in rooms with at most this many online");
     opt("--room-idle-seconds", chat.roomIdleSeconds, "seconds a room without members here stays loaded (and subscribed)");
+    opt("--write-delay", st.writeDelay,
+        "ms a room's event may wait to leave with others to the same connection in one write (0: at once)")
+        ->check(CLI::Range(0, 1000));
     opt("--web-root", st.webRoot, "directory served on / (default: the page installed beside the binary)");
 }
 
@@ -169,6 +175,7 @@ std::string load(int argc, char** argv, Settings& st, int& exitStatus, bool& pri
     if (st.certs.size() != st.keys.size()) return "give one --tls-key for each --tls-cert";
     if (st.noPlain && st.certs.empty()) return "--no-plain needs --tls-cert and --tls-key: no port would be left";
     st.options.plain = !st.noPlain;
+    st.options.writeDelay = std::chrono::milliseconds(st.writeDelay);
     for (std::size_t i = 0; i < st.certs.size(); ++i) st.options.tls.certificates.push_back({st.certs[i], st.keys[i]});
     for (const auto& item : st.trustedProxies) {
         std::string why;
@@ -211,6 +218,7 @@ std::vector<std::string> needRestart(const Settings& now, const Settings& next) 
     diff("plain-host/no-plain", a.plainHost != b.plainHost || a.plain != b.plain);
     diff("tls-cert/tls-key", now.certs != next.certs || now.keys != next.keys);
     diff("idle-timeout", now.idleTimeout != next.idleTimeout);
+    diff("write-delay", now.writeDelay != next.writeDelay);
     diff("max-payload", now.maxPayload != next.maxPayload);
     diff("deflate", now.deflate != next.deflate);
     diff("web-root", now.webRoot != next.webRoot);

@@ -71,6 +71,8 @@ Service::Impl::Impl(Server& s, ChatOptions o) : server(s), options(std::move(o))
         ro.retentionDays = options.retentionDays;
         // The store runs on the first loop; the loops exist once the server listens.
         ro.loop = [&s]() -> net::Loop& { return s.loop(0); };
+        if (options.commitDelay > 0)
+            throw std::runtime_error("--commit-delay applies to SQLite, not to Redis (--redis or --redis-cluster)");
         store = std::make_unique<RedisStore>(std::move(ro));
     } else {
         if (options.redisWaitReplicas > 0)
@@ -78,6 +80,7 @@ Service::Impl::Impl(Server& s, ChatOptions o) : server(s), options(std::move(o))
         SqliteOptions so;
         so.dir = options.dataDir;
         so.fullSync = options.fullSync;
+        so.commitDelay = std::chrono::milliseconds(options.commitDelay);
         so.retentionMessages = options.retentionMessages;
         so.retentionDays = options.retentionDays;
         store = std::make_unique<SqliteStore>(so);
@@ -246,6 +249,7 @@ std::vector<std::string> Service::reload(const ChatOptions& next) {
     };
     diff("data-dir", o.dataDir != next.dataDir);
     diff("durability", o.fullSync != next.fullSync);
+    diff("commit-delay", o.commitDelay != next.commitDelay);
     diff("redis", o.redis != next.redis);
     diff("redis-cluster", o.redisCluster != next.redisCluster);
     diff("redis-wait-replicas", o.redisWaitReplicas != next.redisWaitReplicas);

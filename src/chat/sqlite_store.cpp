@@ -341,7 +341,8 @@ void SqliteStore::submit(WriteOp op) {
         std::lock_guard lk(wmu_);
         if (!stopping_ && writes_.size() < options_.maxQueue) {
             writes_.push_back(std::move(op));
-            wcv_.notify_one();
+            // The writer waits for a first write, or (gathering for the commit delay) a full batch.
+            if (writes_.size() == 1 || writes_.size() >= options_.maxBatch) wcv_.notify_one();
             return;
         }
     }
@@ -356,6 +357,11 @@ void SqliteStore::writerMain() {
             std::unique_lock lk(wmu_);
             wcv_.wait_for(lk, std::chrono::seconds(30), [&] { return stopping_ || !writes_.empty(); });
             if (writes_.empty() && stopping_) return;
+            if (options_.commitDelay.count() > 0 && !writes_.empty()) {
+                // More writes join the batch meanwhile: fewer, larger transactions and syncs.
+                const auto until = std::chrono::steady_clock::now() + options_.commitDelay;
+                wcv_.wait_until(lk, until, [&] { return stopping_ || writes_.size() >= options_.maxBatch; });
+            }
             // Everything pending, up to a bound: one transaction, one sync.
             while (!writes_.empty() && batch.size() < options_.maxBatch) {
                 batch.push_back(std::move(writes_.front()));

@@ -7,6 +7,7 @@
 #include "store.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -26,6 +27,8 @@ struct SqliteOptions {
     std::uint32_t retentionDays = 0;        ///< days kept; 0 = forever
     std::size_t maxQueue = 100000;          ///< writes (and reads) waiting, beyond which calls fail unavailable
     std::uint32_t maxBatch = 2000;          ///< writes in one transaction
+    /** How long the writer lets writes gather after the first before it commits (0: at once). */
+    std::chrono::microseconds commitDelay{0};
     unsigned readers = 2;
 };
 

@@ -894,6 +894,37 @@ TEST_F(SqliteStoreTest, CloseFinishesWhatIsQueued) {
     EXPECT_EQ(seqs(readAll(*store, "r")), range(1, 50));
 }
 
+TEST_F(SqliteStoreTest, CommitDelayGathersWritesIntoOneCommit) {
+    auto o = options();
+    o.commitDelay = std::chrono::milliseconds(400);
+    auto store = open(o);
+    openRoom(*store, "r");
+    const auto commitsBefore = store->stats().commits;
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::future<AppendResult>> futures;
+    for (int i = 1; i <= 20; ++i) {
+        futures.push_back(appendAsync(*store, msg("r", "u", "c" + std::to_string(i))));
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    std::uint64_t seq = 0;
+    for (auto& f : futures) {
+        const auto r = await(std::move(f));
+        ASSERT_EQ(r.status, StoreStatus::ok);
+        EXPECT_EQ(r.event.seq, ++seq);
+    }
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(350)) << "the first waited for the delay";
+    EXPECT_EQ(store->stats().commits - commitsBefore, 1u) << "all twenty in one transaction";
+    // Closing does not wait for the delay: what is queued is committed at once.
+    futures.clear();
+    for (int i = 21; i <= 25; ++i) futures.push_back(appendAsync(*store, msg("r", "u", "c" + std::to_string(i))));
+    const auto closing = std::chrono::steady_clock::now();
+    store->close();
+    EXPECT_LT(std::chrono::steady_clock::now() - closing, std::chrono::milliseconds(300));
+    for (auto& f : futures) EXPECT_EQ(await(std::move(f)).status, StoreStatus::ok);
+    store.reset();
+    EXPECT_EQ(seqs(readAll(*open(), "r")), range(1, 25));
+}
+
 TEST_F(SqliteStoreTest, NormalSyncAndOneReaderWork) {
     auto o = options();
     o.fullSync = false;

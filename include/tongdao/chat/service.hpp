@@ -34,6 +34,8 @@ struct ChatOptions {
     std::uint32_t redisWaitReplicas = 0;
     std::string nodeId;                    ///< this node's name among several; random when empty
     bool fullSync = true;                  ///< --durability full (power loss) or normal (a killed process)
+    /** SQLite: ms the writer lets writes gather before a commit (fewer syncs, for that much latency). */
+    std::uint32_t commitDelay = 0;
     std::uint64_t retentionMessages = 0;   ///< stored events kept per room; 0 = all
     std::uint32_t retentionDays = 0;       ///< 0 = forever
     bool anonymous = false;                ///< accept `hello {name}` without a token
