@@ -109,13 +109,18 @@ class Server:
             self.data_dir = None
 
 
-def tongdao_server(args, durability="full"):
+def tongdao_server(args, durability="full", extra=()):
+    """tongdao-server on one loop; `extra`: more of its options (a --variant), named in the row."""
     exe = args.bin_dir / "tongdao-server"
+    name = "tongdao" if durability == "full" else f"tongdao-{durability}"
+    if extra:
+        name += " " + " ".join(str(a) for a in extra)
 
     def cmd(port, data_dir):
         return [exe, "--host", "127.0.0.1", "--port", port, "--threads", "1", "--anonymous", "--data-dir", data_dir,
-                "--durability", durability, "--rate-limit", "1000", "--rate-burst", "1000", "--log-level", "warn"]
-    return Server("tongdao" if durability == "full" else f"tongdao-{durability}", "tongdao", cmd)
+                "--durability", durability, "--rate-limit", "1000", "--rate-burst", "1000", "--log-level", "warn",
+                *extra]
+    return Server(name, "tongdao", cmd)
 
 
 def socketio_server(args):
@@ -282,17 +287,16 @@ def fanout_table(args, rows):
               f"| {fmt(r.get('cpu_us_per_delivery'), '.2f')} | {ms(lat['p50']):.2f} | {ms(lat['p90']):.2f} "
               f"| {ms(lat['p99']):.2f} | {ms(lat['max']):.2f} | {ms(ack['p99']):.2f} "
               f"| {fmt(r.get('loadgen_cpu_util'), '.0%')} | {fmt(r.get('cpu0_busy_util'), '.0%')} | {errs} |")
-    for rate in sorted({r["rate"] for r in rows}):
-        t = next((r for r in rows if r["rate"] == rate and r["server"] == "tongdao" and "load" in r), None)
+    for rate, t in ((r["rate"], r) for r in rows if r["server"].startswith("tongdao") and "load" in r):
         s = next((r for r in rows if r["rate"] == rate and r["server"] == "socketio" and "load" in r), None)
-        if not t or not s:
+        if not s:
             continue
         cpu_ratio = (t["cpu_us_per_delivery"] / s["cpu_us_per_delivery"]
                      if t.get("cpu_us_per_delivery") and s.get("cpu_us_per_delivery") else None)
         p99_ratio = (t["load"]["latency_us"]["p99"] / s["load"]["latency_us"]["p99"]
                      if s["load"]["latency_us"]["p99"] else None)
         ok = lambda v, lim: "-" if v is None else ("met" if v <= lim else "NOT met")
-        print(f"\nAt {rate:g} msg/s per member: tongdao ÷ Socket.IO — CPU per delivery {fmt(cpu_ratio, '.3f')} "
+        print(f"\nAt {rate:g} msg/s per member: {t['server']} ÷ Socket.IO — CPU per delivery {fmt(cpu_ratio, '.3f')} "
               f"(target ≤ 0.200: {ok(cpu_ratio, 0.2)}), p99 latency {fmt(p99_ratio, '.3f')} "
               f"(target ≤ 0.333: {ok(p99_ratio, 1 / 3)}).")
         for r in (t, s):
@@ -1007,6 +1011,9 @@ def parse_args():
     ap.add_argument("--rooms", type=int, default=10, help="fanout: rooms")
     ap.add_argument("--members", type=int, default=100, help="fanout: members per room")
     ap.add_argument("--rates", default="1", help="fanout: messages/s per member, comma list (default 1)")
+    ap.add_argument("--variant", action="append", default=[], metavar="OPTIONS",
+                    help="fanout, redis: tongdao also runs with these options of its own, a row of their own "
+                         "(repeatable), e.g. --variant='--write-delay 50 --commit-delay 5'")
     ap.add_argument("--body-size", type=int, default=100, help="bytes of each message's JSON body")
     ap.add_argument("--seconds", type=float, default=20, help="fanout: measured seconds")
     ap.add_argument("--warmup", type=float, default=5, help="seconds of traffic before the window")
@@ -1032,6 +1039,7 @@ def parse_args():
     a = ap.parse_args()
     a.modes = [m for m in a.modes.split(",") if m]
     a.servers = [s for s in a.servers.split(",") if s]
+    a.variants = [()] + [tuple(v.split()) for v in a.variant]
     a.rates = [float(x) for x in a.rates.split(",") if x]
     a.redis_rates = [float(x) for x in a.redis_rates.split(",") if x]
     if any(m not in ("fanout", "saturation", "idle", "storm", "redis") for m in a.modes):
@@ -1072,15 +1080,17 @@ def main():
     if "fanout" in args.modes:
         rows = []
         for rate in args.rates:
-            for name in args.servers:
-                server = tongdao_server(args) if name == "tongdao" else socketio_server(args)
-                print(f"fanout: {name}, {args.rooms} x {args.members}, {rate:g} msg/s per member ...",
+            servers = [tongdao_server(args, extra=v) for v in args.variants if "tongdao" in args.servers]
+            if "socketio" in args.servers:
+                servers.append(socketio_server(args))
+            for server in servers:
+                print(f"fanout: {server.name}, {args.rooms} x {args.members}, {rate:g} msg/s per member ...",
                       file=sys.stderr, flush=True)
                 try:
                     server.start(logdir)
                     rows.append(run_fanout(args, server, rate))
                 except (BenchError, OSError, subprocess.TimeoutExpired) as e:
-                    rows.append({"server": name, "rate": rate, "error": str(e)})
+                    rows.append({"server": server.name, "rate": rate, "error": str(e)})
                 finally:
                     server.stop()
         fanout_table(args, rows)
