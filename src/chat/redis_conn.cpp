@@ -1,6 +1,7 @@
 #include "redis_conn.hpp"
 
 #include "tongdao/log.hpp"
+#include "tongdao/net/loop.hpp"
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -18,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <chrono>
+#include <optional>
 #include <stdexcept>
 
 namespace tongdao::chat::redis {
@@ -219,6 +221,19 @@ std::size_t size(const redisReply* r) noexcept { return r && r->type == REDIS_RE
 
 const redisReply* at(const redisReply* r, std::size_t i) noexcept { return i < size(r) ? r->element[i] : nullptr; }
 
+/**
+ * A turn of the loop running on this thread, if one does: the callbacks of the replies read
+ * in it then queue for the sockets what leaves at its end, one write per socket (or after the
+ * write delay), as the events a loop reads itself do.
+ */
+namespace {
+std::optional<net::Loop::Turn> loopTurn() {
+    net::Loop* loop = net::Loop::current();
+    if (!loop) return std::nullopt;
+    return std::optional<net::Loop::Turn>(std::in_place, *loop);
+}
+} // namespace
+
 // --- the hiredis adapter ----------------------------------------------------------------------
 
 struct RedisCommands::Adapter : std::enable_shared_from_this<Adapter> {
@@ -234,7 +249,10 @@ struct RedisCommands::Adapter : std::enable_shared_from_this<Adapter> {
         sd.async_wait(asio::posix::stream_descriptor::wait_read, [self = shared_from_this()](const asio::error_code& ec) {
             self->waitRead = false;
             if (ec || !self->ac || !self->reading) return;
-            redisAsyncHandleRead(self->ac); // may free the context: cleanup() runs inside
+            {
+                const auto turn = loopTurn();
+                redisAsyncHandleRead(self->ac); // may free the context: cleanup() runs inside
+            }
             self->armRead();
         });
     }
@@ -687,6 +705,7 @@ void RedisSubscriber::readSome() {
         if (!me || gen != me->gen_) return;
         if (ec) return me->fail("subscriber connection lost");
         if (redisReaderFeed(me->reader_, me->in_.data(), n) != REDIS_OK) return me->fail("bad input from the server");
+        const auto turn = loopTurn();
         for (;;) {
             void* reply = nullptr;
             if (redisReaderGetReply(me->reader_, &reply) != REDIS_OK) return me->fail("bad input from the server");

@@ -6,7 +6,8 @@ once for all of them, history and resume from any node, presence across nodes, t
 subscriber connection killed (CLIENT KILL: it fills the gap), a node killed with SIGKILL (its
 users' presence ends), Redis stopped (sends fail fast with `unavailable`, the connections stay
 open), Redis back (nothing acked lost, sends work on every node) and Redis's data lost
-(FLUSHALL: a resume with the old epoch gets a `gap` with reason epoch).
+(FLUSHALL: a resume with the old epoch gets a `gap` with reason epoch); and two nodes with
+--write-delay (a room's events wait for it on both, the replies do not).
 
     /usr/bin/python3 redis_nodes_test.py [PATH/tongdao-server] [--cluster] [-k=NAME ...]
 
@@ -349,6 +350,57 @@ async def t_idle_room_released():
     await close_all(a, b, w)
 
 
+WRITE_DELAY = 1.0  # --write-delay of the two nodes of t_write_delay, in seconds
+
+
+async def t_write_delay():
+    """Two more nodes with --write-delay: a room's events wait for it, on the sender's node and
+    on the other, and those of the wait leave together; the replies do not wait (and the
+    sender's own copies leave with them)."""
+    extra = chat_nodes.make_nodes(PATH, REDIS, 2, "--write-delay", int(WRITE_DELAY * 1000), "--rate-limit", "1000",
+                                  "--rate-burst", "1000", prefix="delay")
+    try:
+        for node in extra:
+            await node.astart()
+        room = uniq("r.delay")
+        # The sender and a member on the first node, a member on the second.
+        on = [extra[0], extra[0], extra[1]]
+        arrived = {i: [] for i in range(len(on))}
+        clients = []
+        for i, node in enumerate(on):
+            c, _ = await hello_client(node, uniq(f"wd{i}"),
+                                      on_event=lambda m, i=i: arrived[i].append((time.monotonic(), m)))
+            expect_ok(await c.request("join", room=room), f"join on {node}")
+            clients.append(c)
+        k = 5
+        t0 = time.monotonic()
+        for m in range(k):
+            expect_ok(await clients[0].request("send", room=room, cid=f"d{m}", body=m), f"send {m}")
+        replies = time.monotonic() - t0
+        expect(replies < WRITE_DELAY, f"{k} replies took {replies:.2f}s: a reply waited for the write delay")
+        deadline = time.monotonic() + 10 + 2 * WRITE_DELAY
+        summary = []
+        for i in range(len(on)):
+            while time.monotonic() < deadline and len([m for _, m in arrived[i] if stored(m)]) < k:
+                await asyncio.sleep(0.05)
+            got = [(t, m) for t, m in arrived[i] if stored(m)]
+            who = "the sender" if i == 0 else f"a member on {on[i]}"
+            expect_eq(seqs([m for _, m in got]), list(range(1, k + 1)), f"{who}: seqs")
+            if i == 0:
+                continue  # its copies left with its replies
+            first, last = got[0][0] - t0, got[-1][0] - t0
+            # The first event queued started the loop's wait; the others joined it.
+            expect(first >= 0.9 * WRITE_DELAY, f"{who}: the first event came after {first:.2f}s")
+            expect(last - first < 0.5 * WRITE_DELAY,
+                   f"{who}: the events came {first:.2f}..{last:.2f}s after the first send, not together")
+            summary.append(f"{on[i].node_id} {first:.2f}-{last:.2f}s")
+        await close_all(*clients)
+        return f"{k} replies in {replies:.2f}s; events after the delay, together: " + ", ".join(summary)
+    finally:
+        for node in extra:
+            node.close()
+
+
 async def t_subscriber_killed():
     room = uniq("r.sub")
     target = NODES[2]
@@ -582,6 +634,7 @@ CHECKS = [
     ("read events to members on every node", t_read_events),
     ("read marks and unread counts from another node", t_read_unread),
     ("a room with no member on a node is let go there: unsubscribed, opened again on a join", t_idle_room_released),
+    ("--write-delay: events wait for it and leave together, on both nodes; replies do not", t_write_delay),
     ("subscriber connection killed: the node fills the gap, a resume there is recovered", t_subscriber_killed),
     ("SIGKILL one node: the others go on, its users leave", t_node_killed),
     ("Redis down: unavailable fast, connections open", t_redis_down),
