@@ -93,6 +93,11 @@ def main():
                                  text=True, timeout=30)
         check(bad_cli.returncode != 0 and "--trusted-proxy: 'nginx.local': not an IP address or CIDR range"
               in bad_cli.stderr, "a bad --trusted-proxy on the command line is refused, named", bad_cli.stderr.strip())
+        refused(server, tmp, "write-delay = 2000\n", "bad.toml:1:1: --write-delay: Value 2000 not in range 0 to 1000")
+        redis_commit = subprocess.run([server, "--anonymous", "--redis", "redis://127.0.0.1:9", "--commit-delay", "5",
+                                       "--port", str(free_port())], capture_output=True, text=True, timeout=30)
+        check(redis_commit.returncode == 1 and "--commit-delay applies to SQLite, not to Redis" in redis_commit.stderr,
+              "--commit-delay with Redis is refused, named", redis_commit.stderr.strip())
         refused(server, tmp, "port =\n", "bad.toml:1:7:")
         refused(server, tmp, "[server]\nport = 1\n", "bad.toml:1:2: unknown key 'server'")
         missing = subprocess.run([server, "--config", os.path.join(tmp, "none.toml")], capture_output=True, text=True,
