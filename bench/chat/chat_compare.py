@@ -713,13 +713,13 @@ class RedisServer:
             self.dir = None
 
 
-def tongdao_redis_node(args, k, redis, wait=0):
+def tongdao_redis_node(args, k, redis, wait=0, extra=()):
     exe = args.bin_dir / "tongdao-server"
 
     def cmd(port, data_dir):
         return [exe, "--host", "127.0.0.1", "--port", port, "--threads", "1", "--anonymous", "--redis", redis.url(),
                 "--node-id", f"n{k}", "--rate-limit", "1000", "--rate-burst", "1000", "--log-level", "warn",
-                "--redis-wait-replicas", wait]
+                "--redis-wait-replicas", wait, *extra]
     return Server(f"tongdao-n{k}", "tongdao", cmd)
 
 
@@ -763,17 +763,20 @@ class Sample:
         self.mem = redis.info("memory").get("used_memory")
 
 
-def run_redis_case(args, kind, rate, logdir):
-    """3 nodes of one kind on one redis-server, tongdao bench over all of them; returns one row."""
+def run_redis_case(args, kind, rate, logdir, extra=()):
+    """3 nodes of one kind on one redis-server, tongdao bench over all of them; returns one row.
+    `extra`: more options of tongdao-server's own (a --variant), named in the row."""
+    if extra:
+        kind += " " + " ".join(extra)
     row = {"server": kind, "rate": rate, "nodes": args.nodes, "rooms": args.rooms, "members": args.members}
     tongdao = kind.startswith("tongdao")
     wait = args.redis_replicas if kind == "tongdao-wait" else 0
-    redis = RedisServer(f"redis-{kind}", args.redis_replicas if tongdao else 0)
+    redis = RedisServer("redis-" + "-".join(kind.replace("-", " ").split()), args.redis_replicas if tongdao else 0)
     nodes = []
     try:
         redis.start(logdir)
         for k in range(1, args.nodes + 1):
-            n = tongdao_redis_node(args, k, redis, wait) if tongdao else socketio_redis_node(args, k, redis)
+            n = tongdao_redis_node(args, k, redis, wait, extra) if tongdao else socketio_redis_node(args, k, redis)
             nodes.append(n)
             n.start(logdir)
         extra = ["--chat", args.rooms, "--members", args.members, "--rate", rate,
@@ -882,14 +885,15 @@ def run_redis_case(args, kind, rate, logdir):
 
 def run_redis(args, logdir):
     rows = []
-    kinds = list(args.servers)
-    if args.redis_replicas and "tongdao" in kinds:
-        kinds.insert(kinds.index("tongdao") + 1, "tongdao-wait")
+    kinds = [(k, ()) for k in args.servers]
+    if "tongdao" in args.servers:
+        at = args.servers.index("tongdao") + 1
+        kinds[at:at] = [("tongdao-wait", ())] * bool(args.redis_replicas) + [("tongdao", v) for v in args.variants if v]
     for rate in args.redis_rates:
-        for kind in kinds:
-            print(f"redis: {args.nodes} {kind} nodes on one redis-server, {args.rooms} x {args.members}, "
-                  f"{rate:g} msg/s per member ...", file=sys.stderr, flush=True)
-            rows.append(run_redis_case(args, kind, rate, logdir))
+        for kind, extra in kinds:
+            print(f"redis: {args.nodes} {kind} {' '.join(extra)} nodes on one redis-server, {args.rooms} x "
+                  f"{args.members}, {rate:g} msg/s per member ...", file=sys.stderr, flush=True)
+            rows.append(run_redis_case(args, kind, rate, logdir, extra))
     return rows
 
 
@@ -946,12 +950,8 @@ def redis_table(args, rows):
                       f"{parts or 'none'}.")
         if "error" in r:
             print(f"\nNote: {r['server']} at {r['rate']:g}: {r['error']}")
-    for rate in args.redis_rates:
-        t = next((r for r in rows if r["rate"] == rate and r["server"] == "tongdao" and "server_cpu_seconds" in r), None)
-        s = next((r for r in rows if r["rate"] == rate and r["server"] == "socketio" and "server_cpu_seconds" in r), None)
-        for r in (t, s):
-            if r is None:
-                continue
+    for r in rows:
+        if "server_cpu_seconds" in r:
             L = r["load"]
             # A few are the sends still in flight when tongdao bench stops.
             if L.get("unacked", 0) > max(5, 0.01 * L["sends"]):
@@ -968,7 +968,12 @@ def redis_table(args, rows):
                       "kernel's loopback work: saturated, the figures are those of an overloaded server.")
             if r["loadgen_cpu_util"] > 0.85:
                 print(f"\nNote: tongdao bench used {r['loadgen_cpu_util']:.0%} of CPU {LOADGEN_CPU} against {r['server']}.")
-        if not t or not s:
+    for t in rows:
+        if not t["server"].startswith("tongdao") or t["server"] == "tongdao-wait" or "server_cpu_seconds" not in t:
+            continue
+        rate = t["rate"]
+        s = next((r for r in rows if r["rate"] == rate and r["server"] == "socketio" and "server_cpu_seconds" in r), None)
+        if not s:
             continue
         ratio = lambda a, b: a / b if a is not None and b else None
         eff = ratio(t["cross_per_server_cpu_second"], s["cross_per_server_cpu_second"])
@@ -978,7 +983,7 @@ def redis_table(args, rows):
         rcmd = ratio(t["redis_commands_per_send"], s["redis_commands_per_send"])
         thr = ratio(t["load"]["cross_deliveries_per_sec"], s["load"]["cross_deliveries_per_sec"])
         ok = "-" if eff is None else ("met" if eff >= 5 else "NOT met")
-        print(f"\nAt {rate:g} msg/s per member: tongdao ÷ Socket.IO — cross-node deliveries per server CPU second "
+        print(f"\nAt {rate:g} msg/s per member: {t['server']} ÷ Socket.IO — cross-node deliveries per server CPU second "
               f"{fmt(eff, '.2f')} (target ≥ 5: {ok}); the same with Redis's CPU added {fmt(eff_r, '.2f')}; cross-node "
               f"deliveries/s {fmt(thr, '.3f')}; cross-node p99 {fmt(p99, '.3f')}; Redis CPU per send {fmt(rcpu, '.2f')}; "
               f"Redis commands per send {fmt(rcmd, '.2f')} (tongdao stores each message in Redis, Socket.IO stores "
