@@ -107,7 +107,6 @@ public:
     void markDirtySoon(Socket& s);
     /** How long `markDirtySoon` lets output wait (0, the default: not at all). */
     void setWriteDelay(std::chrono::microseconds d) noexcept { writeDelay_ = d; }
-    std::chrono::microseconds writeDelay() const noexcept { return writeDelay_; }
 
     // --- used by Pollable / Socket --------------------------------------------------
     void add(Pollable& p, int fd, std::uint32_t events);
