@@ -221,12 +221,12 @@ std::size_t size(const redisReply* r) noexcept { return r && r->type == REDIS_RE
 
 const redisReply* at(const redisReply* r, std::size_t i) noexcept { return i < size(r) ? r->element[i] : nullptr; }
 
+namespace {
 /**
  * A turn of the loop running on this thread, if one does: the callbacks of the replies read
  * in it then queue for the sockets what leaves at its end, one write per socket (or after the
  * write delay), as the events a loop reads itself do.
  */
-namespace {
 std::optional<net::Loop::Turn> loopTurn() {
     net::Loop* loop = net::Loop::current();
     if (!loop) return std::nullopt;
