@@ -162,10 +162,9 @@ Topology parseTopology(std::string_view url) {
     t.credentials = parseUrl(master);
     t.credentials.host.clear();
     t.credentials.port = 0;
-    for (std::size_t start = 0; start <= hosts.size();) {
-        auto end = hosts.find(',', start);
-        if (end == std::string_view::npos) end = hosts.size();
-        const auto one = hosts.substr(start, end - start);
+    std::vector<std::string_view> list;
+    splitFields(hosts, ',', static_cast<std::size_t>(std::count(hosts.begin(), hosts.end(), ',')), list);
+    for (const auto one : list) {
         if (one.empty()) throw std::invalid_argument("an empty Sentinel address in a redis-sentinel:// URL");
         Endpoint s;
         const bool bracketed = one.front() == '[';
@@ -179,9 +178,20 @@ Topology parseTopology(std::string_view url) {
             s.port = 26379;
         }
         t.seeds.push_back(std::move(s));
-        start = end + 1;
     }
     return t;
+}
+
+bool splitFields(std::string_view s, char sep, std::size_t n, std::vector<std::string_view>& out) {
+    out.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto at = s.find(sep);
+        if (at == std::string_view::npos) return false;
+        out.push_back(s.substr(0, at));
+        s.remove_prefix(at + 1);
+    }
+    out.push_back(s);
+    return true;
 }
 
 std::uint16_t keySlot(std::string_view key) noexcept {
@@ -791,16 +801,10 @@ SentinelWatch::SentinelWatch(asio::io_context& io, std::vector<Endpoint> sentine
     sub_->onMessage = [this](std::string_view, std::string_view payload) {
         // "<name> <old ip> <old port> <new ip> <new port>"
         std::vector<std::string_view> f;
-        for (std::size_t i = 0; i <= payload.size() && f.size() < 6;) {
-            auto sp = payload.find(' ', i);
-            if (sp == std::string_view::npos) sp = payload.size();
-            f.push_back(payload.substr(i, sp - i));
-            i = sp + 1;
-        }
         unsigned port = 0;
-        if (f.size() != 5 || f[0] != master_) return;
+        if (!splitFields(payload, ' ', 4, f) || f[0] != master_) return;
         const auto [end, ec] = std::from_chars(f[4].data(), f[4].data() + f[4].size(), port);
-        if (ec != std::errc{} || port == 0 || port > 65535) return;
+        if (ec != std::errc{} || end != f[4].data() + f[4].size() || port == 0 || port > 65535) return;
         log(LogLevel::warn, "redis sentinel: master '%s' moved from %.*s:%.*s to %.*s:%u", master_.c_str(),
             static_cast<int>(f[1].size()), f[1].data(), static_cast<int>(f[2].size()), f[2].data(),
             static_cast<int>(f[3].size()), f[3].data(), port);

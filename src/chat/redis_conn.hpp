@@ -74,6 +74,8 @@ struct Topology {
 Topology parseTopology(std::string_view url);
 /** The Cluster hash slot of a key (CRC16/XMODEM of its hash tag, mod 16384). */
 std::uint16_t keySlot(std::string_view key) noexcept;
+/** Splits `s` at its first `n` `sep`s: n + 1 parts, the last holding the rest; false if fewer. */
+bool splitFields(std::string_view s, char sep, std::size_t n, std::vector<std::string_view>& out);
 
 /** A reply, or null when there is none (not connected, connection lost, timed out). */
 using Callback = std::function<void(const redisReply*)>;

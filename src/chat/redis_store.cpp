@@ -35,6 +35,7 @@ using redis::at;
 using redis::integer;
 using redis::isError;
 using redis::size;
+using redis::splitFields;
 using redis::text;
 
 constexpr const char* scriptText[] = {redis::appendScript, redis::readScript, redis::memberScript,
@@ -71,19 +72,6 @@ constexpr const char* roomsKey = "td:rooms";
 std::string_view channelRoom(std::string_view channel) {
     if (channel.size() < 7 || channel.substr(0, 4) != "td:{" || channel.substr(channel.size() - 3) != "}:e") return {};
     return channel.substr(4, channel.size() - 7);
-}
-
-/** Splits `s` at its first `n` newlines: n + 1 parts, the last holding the rest. */
-bool splitFields(std::string_view s, std::size_t n, std::vector<std::string_view>& out) {
-    out.clear();
-    for (std::size_t i = 0; i < n; ++i) {
-        const auto nl = s.find('\n');
-        if (nl == std::string_view::npos) return false;
-        out.push_back(s.substr(0, nl));
-        s.remove_prefix(nl + 1);
-    }
-    out.push_back(s);
-    return true;
 }
 
 StoredEvent eventFrom(const redisReply* r, std::size_t i, std::uint64_t& originToken, std::string_view self) {
@@ -317,7 +305,7 @@ void RedisStore::message(std::string_view channel, std::string_view payload) {
     std::vector<std::string_view> p;
     if (payload[0] == 'E') {
         // E epoch origin seq ts kind target user name cid body
-        if (!splitFields(payload, 10, p)) return;
+        if (!splitFields(payload, '\n', 10, p)) return;
         Incoming in;
         in.event.seq = toU64(p[3]);
         in.event.ts = static_cast<std::int64_t>(toU64(p[4]));
@@ -333,14 +321,14 @@ void RedisStore::message(std::string_view channel, std::string_view payload) {
     }
     if (!listener_) return;
     Signal s;
-    if (payload[0] == 'P' && splitFields(payload, 4, p)) {
+    if (payload[0] == 'P' && splitFields(payload, '\n', 4, p)) {
         // P node join name user
         s.kind = Signal::Kind::presence;
         s.node = p[1];
         s.join = p[2] == "1";
         s.name = p[3];
         s.user = p[4];
-    } else if (payload[0] == 'T' && splitFields(payload, 2, p)) {
+    } else if (payload[0] == 'T' && splitFields(payload, '\n', 2, p)) {
         s.kind = Signal::Kind::relay;
         s.node = p[1];
         s.event = p[2];

@@ -1,5 +1,6 @@
-// The Redis connection layer's pure parts: URLs and Cluster hash slots. Its behaviour over
-// real connections is tested by tests/chat/redis_*_test.py against redis-server.
+// The Redis connection layer's pure parts: URLs, the fields of a payload and Cluster hash
+// slots. Its behaviour over real connections is tested by tests/chat/redis_*_test.py
+// against redis-server.
 
 #include "../../src/chat/redis_conn.hpp"
 
@@ -8,6 +9,7 @@
 using tongdao::chat::redis::keySlot;
 using tongdao::chat::redis::parseTopology;
 using tongdao::chat::redis::parseUrl;
+using tongdao::chat::redis::splitFields;
 using tongdao::chat::redis::Topology;
 
 TEST(RedisUrl, HostPortAndDefaults) {
@@ -90,6 +92,19 @@ TEST(RedisTopology, RefusesWhatItCannotUse) {
     EXPECT_THROW(parseTopology("redis-sentinel://s1:0#m"), std::invalid_argument);
     EXPECT_THROW(parseTopology("redis-sentinel://s1/x#m"), std::invalid_argument);
     EXPECT_THROW(parseTopology("rediss://h:6379"), std::invalid_argument);
+}
+
+TEST(RedisFields, SplitsAtTheFirstSeparatorsAndKeepsTheRest) {
+    std::vector<std::string_view> f;
+    ASSERT_TRUE(splitFields("mymaster 10.0.0.1 6379 10.0.0.2 6380", ' ', 4, f));
+    EXPECT_EQ(f, (std::vector<std::string_view>{"mymaster", "10.0.0.1", "6379", "10.0.0.2", "6380"}));
+    ASSERT_TRUE(splitFields("E\n1\nbody with\nnewlines", '\n', 2, f));
+    EXPECT_EQ(f, (std::vector<std::string_view>{"E", "1", "body with\nnewlines"}));
+    ASSERT_TRUE(splitFields("a,,b,", ',', 3, f));
+    EXPECT_EQ(f, (std::vector<std::string_view>{"a", "", "b", ""}));
+    ASSERT_TRUE(splitFields("", ',', 0, f));
+    EXPECT_EQ(f, (std::vector<std::string_view>{""}));
+    EXPECT_FALSE(splitFields("a b", ' ', 2, f)) << "fewer separators than asked";
 }
 
 TEST(RedisSlot, AsRedisClusterComputesThem) {
